@@ -1,0 +1,767 @@
+//! The ring core: one fixed-capacity, single-writer ring per partition.
+//!
+//! The algorithm is the LMAX Disruptor's single-producer sequencer (Thompson,
+//! Farley et al., "Disruptor: High performance alternative to bounded queues
+//! for exchanging data between concurrent threads", 2011) with an Aeron-style
+//! lapping check for the `Overwrite` policy (the broadcast receiver of Aeron's
+//! `agrona`): a reader copies records out, then checks the writer's claim to
+//! learn whether any of them were overwritten while it copied.
+//!
+//! # Counters
+//!
+//! Offsets are `u64` and never wrap in practice (584 years at 1 G records/s).
+//! A record with offset `o` lives in slot `o & mask`.
+//!
+//! - `published` (cache-padded): records `[0, published)` have been written
+//!   and are visible. Only the writer stores it, with `Release`, once per batch.
+//! - `claim` (cache-padded, `Overwrite` only): end of the batch the writer is
+//!   writing. `claim >= published`; records below `claim - capacity` may be
+//!   overwritten at any moment.
+//! - `limit` (cache-padded): the highest end the writer may claim without
+//!   re-reading the gates; announced for the join handshake (see [`gate`]).
+//! - gates (each cache-padded): reader positions that hold the writer back
+//!   under `Block` and `Reject`.
+//!
+//! The writer keeps a private copy of its next offset and of its limit; a
+//! reader keeps a private copy of the last `published` it saw. Each side reads
+//! the other's shared counter only when its copy runs out.
+//!
+//! # Invariants
+//!
+//! 1. Exactly one [`Writer`] exists per ring (it is not `Clone`; taking it
+//!    twice is an error), so the writer-owned counters have one writer.
+//! 2. `published` and `claim` only grow; `published <= claim <= published + capacity`.
+//! 3. Gated policies: `claim <= min(active gates) + capacity` whenever a gate
+//!    is active, so a slot is written only after every active gate has passed
+//!    the record it held. Gates only move forward, except through the join
+//!    handshake ([`gate`]), which never moves a gate below `limit - capacity`.
+//! 4. A reader reads offset `o` only if `o < published` it loaded with
+//!    `Acquire`; under the gated policies also `o >=` its own gate.
+//! 5. `Overwrite`: a copied record with offset `o` is delivered only if, after
+//!    the copy, `o >= claim - capacity`; every record skipped is counted as
+//!    missed, so delivered + missed = published for every reader.
+
+mod gate;
+mod wait;
+mod writer;
+
+use std::fmt;
+use std::mem::MaybeUninit;
+use std::time::Instant;
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::cell::SlotCell;
+use crate::sync::{fence, AtomicBool, AtomicU64, Ordering};
+
+pub(crate) use gate::GateId;
+use gate::Gates;
+pub use wait::WaitStrategy;
+pub(crate) use wait::{park_for, Pause, Waiter, Waiters};
+pub use writer::{BatchError, PublishError, Writer};
+
+/// What the writer does when the slowest gating reader is a full ring behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OverflowPolicy {
+    /// Wait for the slowest gating consumer; nothing is lost.
+    #[default]
+    Block,
+    /// Fail at once and hand the record back (peak shaving); counted.
+    Reject,
+    /// Never wait; lapped readers learn how many records they missed.
+    Overwrite,
+}
+
+/// Invalid ring parameters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CapacityError {
+    /// Capacity zero.
+    #[error("ring capacity must be at least 1 (got 0)")]
+    Zero,
+    /// Capacity not a power of two.
+    #[error("ring capacity must be a power of two (got {0}; try {next})", next = .0.next_power_of_two())]
+    NotPowerOfTwo(usize),
+    /// Capacity too large to allocate sensibly.
+    #[error("ring capacity {0} is larger than the maximum {max}", max = MAX_CAPACITY)]
+    TooLarge(usize),
+}
+
+/// Largest capacity accepted (2^30 slots).
+pub const MAX_CAPACITY: usize = 1 << 30;
+
+/// Default number of gate slots per ring.
+pub const DEFAULT_MAX_GATES: usize = 64;
+
+/// A reader's private position in one ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pos: u64,
+    cached_published: u64,
+}
+
+impl Cursor {
+    /// A cursor at `pos`.
+    pub fn at(pos: u64) -> Self {
+        Self {
+            pos,
+            cached_published: pos,
+        }
+    }
+
+    /// Next offset this cursor reads.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+}
+
+/// Result of one read call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadOutcome {
+    /// Records handed over.
+    pub read: usize,
+    /// Records skipped because the writer lapped this reader (`Overwrite`).
+    pub missed: u64,
+}
+
+/// One partition's ring. Shared by its [`Writer`] and its readers.
+pub struct Ring<T> {
+    published: CachePadded<AtomicU64>,
+    claim: CachePadded<AtomicU64>,
+    limit: CachePadded<AtomicU64>,
+    slots: Box<[SlotCell<MaybeUninit<T>>]>,
+    mask: u64,
+    capacity: u64,
+    policy: OverflowPolicy,
+    gates: Gates,
+    waiters: Waiters,
+    closed: AtomicBool,
+    writer_taken: AtomicBool,
+    rejected: AtomicU64,
+}
+
+// SAFETY: the ring hands `T` values from the writer thread to reader threads
+// (so `T: Send`), by copy (`T: Copy`). Slot access is coordinated by the
+// protocol in the module docs: a slot is written only by the unique writer and
+// read only after the `Acquire` load of `published` that covers it, and under
+// the gated policies never while a gate still needs it. Readers never obtain
+// `&mut T`, and a reader's copy taken while the writer overwrote the slot
+// (`Overwrite` only) is discarded before use.
+unsafe impl<T: Copy + Send> Sync for Ring<T> {}
+// SAFETY: the ring owns `T` values; moving it between threads moves them.
+unsafe impl<T: Copy + Send> Send for Ring<T> {}
+
+impl<T> fmt::Debug for Ring<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ring")
+            .field("capacity", &self.capacity)
+            .field("policy", &self.policy)
+            .field("published", &self.published.load(Ordering::Relaxed))
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks a capacity: non-zero, a power of two, at most [`MAX_CAPACITY`].
+pub fn check_capacity(capacity: usize) -> Result<(), CapacityError> {
+    if capacity == 0 {
+        Err(CapacityError::Zero)
+    } else if !capacity.is_power_of_two() {
+        Err(CapacityError::NotPowerOfTwo(capacity))
+    } else if capacity > MAX_CAPACITY {
+        Err(CapacityError::TooLarge(capacity))
+    } else {
+        Ok(())
+    }
+}
+
+impl<T: Copy + Send> Ring<T> {
+    /// A ring of `capacity` slots (a power of two) with `max_gates` gate slots.
+    pub fn new(
+        capacity: usize,
+        policy: OverflowPolicy,
+        max_gates: usize,
+    ) -> Result<Self, CapacityError> {
+        check_capacity(capacity)?;
+        let slots = (0..capacity)
+            .map(|_| SlotCell::new(MaybeUninit::uninit()))
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        Ok(Self {
+            published: CachePadded::new(AtomicU64::new(0)),
+            claim: CachePadded::new(AtomicU64::new(0)),
+            limit: CachePadded::new(AtomicU64::new(0)),
+            slots,
+            mask: capacity as u64 - 1,
+            capacity: capacity as u64,
+            policy,
+            gates: Gates::new(max_gates),
+            waiters: Waiters::default(),
+            closed: AtomicBool::new(false),
+            writer_taken: AtomicBool::new(false),
+            rejected: AtomicU64::new(0),
+        })
+    }
+
+    /// Slot count.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The overflow policy.
+    pub fn policy(&self) -> OverflowPolicy {
+        self.policy
+    }
+
+    /// Records published so far (= the next offset to be written).
+    pub fn published(&self) -> u64 {
+        // Acquire: a caller that goes on to read records below this value
+        // must see their contents (pairs with the writer's Release store).
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Oldest offset still held in the ring.
+    pub fn earliest(&self) -> u64 {
+        let published = self.published();
+        let reach = match self.policy {
+            OverflowPolicy::Overwrite => self.claim.load(Ordering::Relaxed),
+            _ => published,
+        };
+        reach.saturating_sub(self.capacity)
+    }
+
+    /// Records handed back as `Full` under [`OverflowPolicy::Reject`].
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Whether [`Ring::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Closes the ring: later publishes fail, and every waiting reader and
+    /// writer wakes up. Records already published can still be read.
+    pub fn close(&self) {
+        // SeqCst: readers register as parked and then check `closed` after a
+        // SeqCst fence (wait module); this store and the load of `parked`
+        // inside `wake_all`'s lock form the same Dekker pair as a publish.
+        self.closed.store(true, Ordering::SeqCst);
+        self.waiters.wake_all();
+    }
+
+    /// Takes the unique writer. `None` if it was taken before.
+    pub fn writer(self: &crate::sync::Arc<Self>) -> Option<Writer<T>> {
+        // AcqRel: exactly one caller wins the flag.
+        if self.writer_taken.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(Writer::new(self.clone()))
+    }
+
+    #[inline(always)]
+    fn tracked(&self) -> bool {
+        self.policy != OverflowPolicy::Overwrite
+    }
+
+    /// Copies the record at `offset` out of its slot.
+    ///
+    /// # Safety
+    /// The record must be published (`offset < published` loaded with
+    /// `Acquire`) and, under the gated policies, protected by one of the
+    /// caller's gates or positions as invariant 3 requires. Under `Overwrite`
+    /// the copy may be torn and must be validated before use.
+    #[inline(always)]
+    unsafe fn copy_slot(&self, offset: u64) -> T {
+        let idx = (offset & self.mask) as usize;
+        debug_assert!(idx < self.slots.len());
+        // SAFETY: idx <= mask < slots.len().
+        let slot = unsafe { self.slots.get_unchecked(idx) };
+        let p = slot.read_ptr(self.tracked());
+        if self.tracked() {
+            // SAFETY: the caller guarantees the slot holds the published record
+            // at `offset` and that the writer cannot touch it during the read.
+            unsafe { (*p).assume_init() }
+        } else {
+            // SAFETY: the slot was initialised by a publish (offset < published)
+            // and `T: Copy`. The writer may be overwriting it concurrently; the
+            // volatile copy keeps the compiler from assuming otherwise, and the
+            // caller discards the value unless lap validation accepts it.
+            unsafe { std::ptr::read_volatile(p).assume_init() }
+        }
+    }
+
+    /// Reads up to `max` records at `cur`, pushing `map(offset, record)` onto
+    /// `out`. The caller must hold the position as a gate or otherwise keep
+    /// the gated invariant (see [`Ring::copy_slot`]).
+    ///
+    /// Takes everything available up to `max` with one load of `published`
+    /// when the cached value runs out.
+    #[inline]
+    pub(crate) fn read_into<R>(
+        &self,
+        cur: &mut Cursor,
+        max: usize,
+        out: &mut Vec<R>,
+        mut map: impl FnMut(u64, T) -> R,
+    ) -> ReadOutcome {
+        // Use the cached cursor while it covers the request; otherwise take
+        // everything published now.
+        if cur.cached_published - cur.pos < max as u64 {
+            cur.cached_published = self.published();
+            if cur.cached_published == cur.pos {
+                return ReadOutcome::default();
+            }
+        }
+        if self.policy == OverflowPolicy::Overwrite {
+            return self.read_overwrite(cur, max, out, map);
+        }
+        let n = (cur.cached_published - cur.pos).min(max as u64);
+        for offset in cur.pos..cur.pos + n {
+            // SAFETY: offset < cached_published (an Acquire load); the caller
+            // keeps the gated invariant.
+            out.push(map(offset, unsafe { self.copy_slot(offset) }));
+        }
+        cur.pos += n;
+        ReadOutcome {
+            read: n as usize,
+            missed: 0,
+        }
+    }
+
+    /// `Overwrite` read: copy, then validate against the writer's claim.
+    fn read_overwrite<R>(
+        &self,
+        cur: &mut Cursor,
+        max: usize,
+        out: &mut Vec<R>,
+        mut map: impl FnMut(u64, T) -> R,
+    ) -> ReadOutcome {
+        let mut missed = 0;
+        // Relaxed is enough: this is only an early skip; the validation below
+        // is what guarantees correctness. `claim >= published` we loaded.
+        let oldest = self.claim.load(Ordering::Relaxed).saturating_sub(self.capacity);
+        if cur.pos < oldest {
+            missed += oldest - cur.pos;
+            cur.pos = oldest;
+        }
+        let start = cur.pos;
+        let n = cur.cached_published.saturating_sub(start).min(max as u64);
+        let base = out.len();
+        for offset in start..start + n {
+            // SAFETY: offset < published (Acquire); the copy may be torn and is
+            // validated below before the caller sees it.
+            out.push(map(offset, unsafe { self.copy_slot(offset) }));
+        }
+        // Acquire fence: pairs with the writer's Release fence after it stores
+        // `claim`. If any byte we copied came from a newer batch, the claim of
+        // that batch is visible to the load below (seqlock validation).
+        fence(Ordering::Acquire);
+        let valid_from = self
+            .claim
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.capacity);
+        if valid_from > start {
+            let torn = (valid_from - start).min(n);
+            out.drain(base..base + torn as usize);
+            missed += torn;
+        }
+        cur.pos = start + n;
+        ReadOutcome {
+            read: (out.len() - base),
+            missed,
+        }
+    }
+
+    /// Calls `f` on up to `max` records at `cur` without copying them out.
+    /// Only for the gated policies; under `Overwrite` it reads nothing.
+    ///
+    /// # Safety
+    /// The caller must keep invariant 3 for the records read: its position is
+    /// a gate of this ring (or the writer otherwise cannot reach them).
+    #[inline]
+    pub(crate) unsafe fn read_ref(
+        &self,
+        cur: &mut Cursor,
+        max: usize,
+        mut f: impl FnMut(u64, &T),
+    ) -> usize {
+        if self.policy == OverflowPolicy::Overwrite {
+            return 0;
+        }
+        if cur.cached_published - cur.pos < max as u64 {
+            cur.cached_published = self.published();
+        }
+        let n = (cur.cached_published - cur.pos).min(max as u64);
+        for offset in cur.pos..cur.pos + n {
+            let idx = (offset & self.mask) as usize;
+            debug_assert!(idx < self.slots.len());
+            // SAFETY: idx <= mask < len; offset < published (Acquire) and the
+            // caller's gate keeps the writer off this slot while `f` runs.
+            let v = unsafe { &*(*self.slots.get_unchecked(idx).read_ptr(true)).as_ptr() };
+            f(offset, v);
+        }
+        cur.pos += n;
+        n as usize
+    }
+
+    // ----- gates -----
+
+    /// Attaches a gate at `pos` (clamped to what is still protectable) and
+    /// returns it with the position it really starts at. `None` when all gate
+    /// slots are taken.
+    pub(crate) fn attach_gate(&self, pos: u64) -> Option<(GateId, u64)> {
+        let id = self.gates.attach(pos)?;
+        let start = self.validate_gate(id, pos, true).unwrap_or(pos);
+        Some((id, start))
+    }
+
+    /// Second half of the join handshake (module docs of `gate`). With
+    /// `bump`, moves the gate up to the first protected offset and returns it;
+    /// without, restores `fallback` semantics by returning `Err(earliest)`.
+    pub(crate) fn validate_gate(&self, id: GateId, pos: u64, bump: bool) -> Result<u64, u64> {
+        if self.policy == OverflowPolicy::Overwrite {
+            return Ok(pos);
+        }
+        let mut pos = pos;
+        loop {
+            // SeqCst: second half of the join handshake (gate module docs).
+            let limit = self.limit.load(Ordering::SeqCst);
+            let protected_from = limit.saturating_sub(self.capacity);
+            if pos >= protected_from {
+                return Ok(pos);
+            }
+            if !bump {
+                return Err(protected_from);
+            }
+            pos = protected_from;
+            self.gates.store_handshake(id, pos);
+        }
+    }
+
+    /// Moves a gate to `pos`, possibly backwards (seek). Fails with the first
+    /// protected offset if records from `pos` on may already be reused.
+    pub(crate) fn rewind_gate(&self, id: GateId, pos: u64) -> Result<(), u64> {
+        let old = self.gates.get(id);
+        if pos >= old {
+            self.gates.advance(id, pos);
+            return Ok(());
+        }
+        self.gates.store_handshake(id, pos);
+        match self.validate_gate(id, pos, false) {
+            Ok(_) => Ok(()),
+            Err(earliest) => {
+                self.gates.advance(id, old);
+                Err(earliest.max(self.earliest()))
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn advance_gate(&self, id: GateId, pos: u64) {
+        self.gates.advance(id, pos);
+    }
+
+    pub(crate) fn gate_position(&self, id: GateId) -> u64 {
+        self.gates.get(id)
+    }
+
+    pub(crate) fn detach_gate(&self, id: GateId) {
+        self.gates.detach(id);
+    }
+
+    /// Number of gate slots.
+    pub fn max_gates(&self) -> usize {
+        self.gates.capacity()
+    }
+
+    pub(crate) fn waiters(&self) -> &Waiters {
+        &self.waiters
+    }
+
+    /// Whether a reader at `pos` has something to do (data or close).
+    pub(crate) fn ready(&self, pos: u64) -> bool {
+        self.published.load(Ordering::Relaxed) > pos || self.closed.load(Ordering::Relaxed)
+    }
+}
+
+impl<T> Drop for Ring<T> {
+    fn drop(&mut self) {
+        // Records are `Copy` in every public constructor, so there is nothing
+        // to drop in the slots.
+    }
+}
+
+/// A single-producer single-consumer pair over one ring: the ring core used
+/// directly, without topics or groups. The reader's position is the ring's
+/// only gate.
+pub fn spsc<T: Copy + Send>(
+    capacity: usize,
+    policy: OverflowPolicy,
+) -> Result<(Writer<T>, Reader<T>), CapacityError> {
+    let ring = crate::sync::Arc::new(Ring::new(capacity, policy, 1)?);
+    let writer = ring.writer().expect("fresh ring has its writer");
+    let (gate, start) = ring.attach_gate(0).expect("fresh ring has a gate slot");
+    Ok((
+        writer,
+        Reader {
+            ring,
+            cursor: Cursor::at(start),
+            gate,
+            missed: 0,
+            parker: false,
+        },
+    ))
+}
+
+/// The reading end of [`spsc`].
+pub struct Reader<T: Copy + Send> {
+    ring: crate::sync::Arc<Ring<T>>,
+    cursor: Cursor,
+    gate: GateId,
+    missed: u64,
+    parker: bool,
+}
+
+impl<T: Copy + Send> fmt::Debug for Reader<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reader")
+            .field("position", &self.cursor.pos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Copy + Send> Reader<T> {
+    /// Reads every available record, up to `max`, into `out` (appending), and
+    /// releases their slots with one gate store.
+    #[inline]
+    pub fn read_into(&mut self, max: usize, out: &mut Vec<T>) -> ReadOutcome {
+        let outcome = self.ring.read_into(&mut self.cursor, max, out, |_, v| v);
+        self.missed += outcome.missed;
+        if outcome.read > 0 || outcome.missed > 0 {
+            self.ring.advance_gate(self.gate, self.cursor.pos);
+        }
+        outcome
+    }
+
+    /// Calls `f(offset, &record)` on every available record, up to `max`, in
+    /// place, then releases their slots with one gate store. Gated policies
+    /// only; under `Overwrite` use [`Reader::read_into`].
+    #[inline]
+    pub fn read_with(&mut self, max: usize, f: impl FnMut(u64, &T)) -> usize {
+        // SAFETY: our gate sits at `cursor.pos` and is advanced only after `f`
+        // has returned for every record read.
+        let n = unsafe { self.ring.read_ref(&mut self.cursor, max, f) };
+        if n > 0 {
+            self.ring.advance_gate(self.gate, self.cursor.pos);
+        }
+        n
+    }
+
+    /// Waits with `strategy` until a record is available, the ring is closed,
+    /// or `deadline` passes. Returns whether a record is available.
+    pub fn wait(&mut self, strategy: WaitStrategy, deadline: Option<Instant>) -> bool {
+        if strategy == WaitStrategy::Park && !self.parker {
+            self.ring.waiters().attach_parker();
+            self.parker = true;
+        }
+        wait_until(
+            &[&*self.ring as &dyn Wakeable],
+            &[self.cursor.pos],
+            strategy,
+            deadline,
+        )
+    }
+
+    /// Next offset to read.
+    pub fn position(&self) -> u64 {
+        self.cursor.pos
+    }
+
+    /// Records skipped because the writer lapped this reader.
+    pub fn missed(&self) -> u64 {
+        self.missed
+    }
+
+    /// The shared ring.
+    pub fn ring(&self) -> &Ring<T> {
+        &self.ring
+    }
+}
+
+impl<T: Copy + Send> Drop for Reader<T> {
+    fn drop(&mut self) {
+        if self.parker {
+            self.ring.waiters().detach_parker();
+        }
+        self.ring.detach_gate(self.gate);
+    }
+}
+
+/// Object-safe view of a ring for waiting across rings of any record type.
+pub(crate) trait Wakeable {
+    fn ready_at(&self, pos: u64) -> bool;
+    fn waiters_ref(&self) -> &Waiters;
+}
+
+impl<T: Copy + Send> Wakeable for Ring<T> {
+    fn ready_at(&self, pos: u64) -> bool {
+        self.ready(pos)
+    }
+    fn waiters_ref(&self) -> &Waiters {
+        &self.waiters
+    }
+}
+
+static PARK_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Waits until any of `rings` has a record past the matching position in
+/// `positions`, is closed, or `deadline` passes. Returns whether one is ready.
+///
+/// With [`WaitStrategy::Park`] the caller must have attached itself as a
+/// parker ([`Waiters::attach_parker`]) to every ring first, so writers know to
+/// check for sleepers.
+pub(crate) fn wait_until(
+    rings: &[&dyn Wakeable],
+    positions: &[u64],
+    strategy: WaitStrategy,
+    deadline: Option<Instant>,
+) -> bool {
+    let any_ready = || rings.iter().zip(positions).any(|(r, &p)| r.ready_at(p));
+    let expired = || deadline.is_some_and(|d| Instant::now() >= d);
+    let mut waiter = Waiter::new(strategy);
+    let mut checks = 0u32;
+    loop {
+        if any_ready() {
+            return true;
+        }
+        if checks % 64 == 0 && expired() {
+            return false;
+        }
+        checks = checks.wrapping_add(1);
+        if waiter.pause() == Pause::Park {
+            let token = PARK_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            for r in rings {
+                r.waiters_ref().register(token);
+            }
+            // SeqCst fence: reader half of the Dekker pair (wait module docs):
+            // the registration is ordered before the re-check of the cursors.
+            fence(Ordering::SeqCst);
+            let ready = any_ready();
+            if !ready {
+                let left = match deadline {
+                    Some(d) => d.saturating_duration_since(Instant::now()),
+                    None => wait::PARK_SLICE,
+                };
+                if !left.is_zero() {
+                    park_for(left);
+                }
+            }
+            for r in rings {
+                r.waiters_ref().unregister(token);
+            }
+            if ready {
+                return true;
+            }
+            if expired() {
+                return false;
+            }
+            waiter.reset();
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_is_checked() {
+        assert_eq!(check_capacity(0), Err(CapacityError::Zero));
+        assert_eq!(check_capacity(12), Err(CapacityError::NotPowerOfTwo(12)));
+        assert!(check_capacity(16).is_ok());
+        assert!(spsc::<u64>(3, OverflowPolicy::Block).is_err());
+        let msg = CapacityError::NotPowerOfTwo(12).to_string();
+        assert!(msg.contains("try 16"), "{msg}");
+    }
+
+    #[test]
+    fn writer_is_unique() {
+        let ring = crate::sync::Arc::new(Ring::<u64>::new(8, OverflowPolicy::Block, 1).unwrap());
+        let w = ring.writer().unwrap();
+        assert!(ring.writer().is_none());
+        drop(w);
+        assert!(ring.writer().is_some());
+    }
+
+    #[test]
+    fn spsc_block_threaded_in_order() {
+        let (mut w, mut r) = spsc::<u64>(64, OverflowPolicy::Block).unwrap();
+        const N: u64 = 200_000;
+        let t = std::thread::spawn(move || {
+            let mut i = 0;
+            while i < N {
+                if i % 3 == 0 {
+                    let batch: Vec<u64> = (i..(i + 5).min(N)).collect();
+                    w.publish_slice(&batch).unwrap();
+                    i += batch.len() as u64;
+                } else {
+                    assert_eq!(w.publish(i).unwrap(), i);
+                    i += 1;
+                }
+            }
+        });
+        let mut out = Vec::new();
+        let mut next = 0;
+        while next < N {
+            out.clear();
+            r.wait(WaitStrategy::SpinYield, None);
+            r.read_into(17, &mut out);
+            for v in &out {
+                assert_eq!(*v, next);
+                next += 1;
+            }
+        }
+        t.join().unwrap();
+        assert_eq!(r.missed(), 0);
+    }
+
+    #[test]
+    fn reject_hands_back_and_counts() {
+        let (mut w, mut r) = spsc::<u32>(4, OverflowPolicy::Reject).unwrap();
+        for i in 0..4 {
+            w.publish(i).unwrap();
+        }
+        assert_eq!(w.publish(9), Err(PublishError::Full(9)));
+        assert_eq!(w.publish_slice(&[1, 2]), Err(BatchError::Full { accepted: 0 }));
+        assert_eq!(w.ring().rejected(), 3);
+        let mut out = Vec::new();
+        r.read_into(2, &mut out);
+        assert_eq!(w.publish_slice(&[5, 6, 7]), Err(BatchError::Full { accepted: 2 }));
+        assert_eq!(w.ring().rejected(), 4);
+        r.read_into(10, &mut out);
+        assert_eq!(out, vec![0, 1, 2, 3, 5, 6]);
+    }
+
+    #[test]
+    fn overwrite_reports_exact_misses() {
+        let (mut w, mut r) = spsc::<u64>(8, OverflowPolicy::Overwrite).unwrap();
+        for i in 0..20 {
+            w.publish(i).unwrap();
+        }
+        let mut out = Vec::new();
+        let o = r.read_into(100, &mut out);
+        assert_eq!(o.missed, 12);
+        assert_eq!(out, (12..20).collect::<Vec<_>>());
+        assert_eq!(r.position(), 20);
+    }
+
+    #[test]
+    fn close_wakes_parked_reader_and_stops_writer() {
+        let (mut w, mut r) = spsc::<u64>(8, OverflowPolicy::Block).unwrap();
+        let t = std::thread::spawn(move || r.wait(WaitStrategy::Park, None));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        w.ring().close();
+        assert!(t.join().unwrap());
+        assert_eq!(w.publish(1), Err(PublishError::Closed(1)));
+    }
+}

@@ -1,0 +1,301 @@
+//! The unique writer of a ring: single and batch publish under each policy.
+
+use std::fmt;
+
+use super::{OverflowPolicy, Ring};
+use crate::sync::{fence, thread, Arc, Ordering};
+
+/// A single-record publish that did not happen; the record is handed back.
+#[derive(PartialEq, Eq)]
+pub enum PublishError<T> {
+    /// `Reject` policy and the slowest gating reader is a full ring behind.
+    Full(T),
+    /// The ring was closed.
+    Closed(T),
+}
+
+impl<T> PublishError<T> {
+    /// The record that was not published.
+    pub fn into_inner(self) -> T {
+        match self {
+            Self::Full(v) | Self::Closed(v) => v,
+        }
+    }
+}
+
+impl<T> fmt::Debug for PublishError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(_) => f.write_str("Full(..)"),
+            Self::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<T> fmt::Display for PublishError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(_) => f.write_str("ring is full (Reject policy): record handed back"),
+            Self::Closed(_) => f.write_str("ring is closed: record handed back"),
+        }
+    }
+}
+
+impl<T> std::error::Error for PublishError<T> {}
+
+/// A batch publish that stopped early. The first `accepted` records were
+/// published; the rest were not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// `Reject` policy: only `accepted` records fitted; the rest were rejected
+    /// and counted.
+    #[error("ring is full (Reject policy): {accepted} of the batch published, the rest rejected")]
+    Full {
+        /// Records published before the ring filled.
+        accepted: usize,
+    },
+    /// The ring was closed.
+    #[error("ring is closed: {accepted} of the batch published")]
+    Closed {
+        /// Records published before the close.
+        accepted: usize,
+    },
+}
+
+enum ClaimFail {
+    Full,
+    Closed,
+}
+
+/// The one writer of a ring. `Send`, not `Clone`.
+pub struct Writer<T: Copy + Send> {
+    ring: Arc<Ring<T>>,
+    /// Next offset to write; equals `ring.published` between calls.
+    next: u64,
+    /// Cached end the writer may claim up to (see gate module docs).
+    limit: u64,
+}
+
+impl<T: Copy + Send> fmt::Debug for Writer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("next", &self.next)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Copy + Send> Writer<T> {
+    pub(super) fn new(ring: Arc<Ring<T>>) -> Self {
+        let next = ring.published.load(Ordering::Relaxed);
+        Self {
+            ring,
+            next,
+            limit: 0,
+        }
+    }
+
+    /// The shared ring.
+    pub fn ring(&self) -> &Ring<T> {
+        &self.ring
+    }
+
+    /// The offset the next record will get.
+    pub fn next_offset(&self) -> u64 {
+        self.next
+    }
+
+    /// Publishes one record and returns its offset.
+    #[inline]
+    pub fn publish(&mut self, value: T) -> Result<u64, PublishError<T>> {
+        match self.claim(1) {
+            Ok(_) => {}
+            Err(ClaimFail::Full) => {
+                self.count_rejected(1);
+                return Err(PublishError::Full(value));
+            }
+            Err(ClaimFail::Closed) => return Err(PublishError::Closed(value)),
+        }
+        let offset = self.next;
+        // SAFETY: `claim(1)` reserved `offset` for this writer (invariant 3).
+        unsafe { self.write_slot(offset, value) };
+        self.commit(offset + 1);
+        Ok(offset)
+    }
+
+    /// Publishes `values` in order, in claims of at most one ring's worth,
+    /// each made visible with one release store. Returns the first offset.
+    pub fn publish_slice(&mut self, values: &[T]) -> Result<u64, BatchError> {
+        let first = self.next;
+        let mut done = 0usize;
+        while done < values.len() {
+            let want = (values.len() - done).min(self.ring.capacity as usize);
+            let got = match self.claim(want as u64) {
+                Ok(got) => got as usize,
+                Err(ClaimFail::Full) => {
+                    self.count_rejected((values.len() - done) as u64);
+                    return Err(BatchError::Full { accepted: done });
+                }
+                Err(ClaimFail::Closed) => return Err(BatchError::Closed { accepted: done }),
+            };
+            for (i, v) in values[done..done + got].iter().enumerate() {
+                // SAFETY: the claim reserved offsets next..next+got.
+                unsafe { self.write_slot(self.next + i as u64, *v) };
+            }
+            self.commit(self.next + got as u64);
+            done += got;
+        }
+        Ok(first)
+    }
+
+    /// Claims `n` slots, fills slot `i` with `fill(i)`, and publishes them all
+    /// with one release store (`n` at most the capacity). Under `Reject`, as
+    /// many as fit are published and the count returned is smaller than `n`.
+    pub fn publish_with(
+        &mut self,
+        n: usize,
+        mut fill: impl FnMut(usize) -> T,
+    ) -> Result<usize, BatchError> {
+        let n = n.min(self.ring.capacity as usize);
+        let got = match self.claim(n as u64) {
+            Ok(got) => got as usize,
+            Err(ClaimFail::Full) => {
+                self.count_rejected(n as u64);
+                return Err(BatchError::Full { accepted: 0 });
+            }
+            Err(ClaimFail::Closed) => return Err(BatchError::Closed { accepted: 0 }),
+        };
+        for i in 0..got {
+            // SAFETY: the claim reserved offsets next..next+got.
+            unsafe { self.write_slot(self.next + i as u64, fill(i)) };
+        }
+        self.commit(self.next + got as u64);
+        if got < n {
+            self.count_rejected((n - got) as u64);
+        }
+        Ok(got)
+    }
+
+    fn count_rejected(&self, n: u64) {
+        // Only this writer adds to the counter; Relaxed is enough for a count.
+        let r = &self.ring.rejected;
+        r.store(r.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+
+    /// Reserves up to `n` slots starting at `self.next`. Returns how many (all
+    /// `n` except under `Reject`, where it may be fewer but at least one).
+    #[inline]
+    fn claim(&mut self, n: u64) -> Result<u64, ClaimFail> {
+        debug_assert!(n >= 1 && n <= self.ring.capacity);
+        let ring = &*self.ring;
+        if ring.closed.load(Ordering::Relaxed) {
+            return Err(ClaimFail::Closed);
+        }
+        let end = self.next + n;
+        if ring.policy == OverflowPolicy::Overwrite {
+            // Relaxed store, then a Release fence: the fence orders this claim
+            // before the slot writes that follow, so a reader whose copy saw
+            // any of them also sees this claim after its Acquire fence
+            // (`Ring::read_overwrite`).
+            ring.claim.store(end, Ordering::Relaxed);
+            fence(Ordering::Release);
+            return Ok(n);
+        }
+        if end <= self.limit {
+            return Ok(n);
+        }
+        self.claim_slow(n)
+    }
+
+    #[cold]
+    fn claim_slow(&mut self, n: u64) -> Result<u64, ClaimFail> {
+        let end = self.next + n;
+        let mut backoff = crossbeam_utils::Backoff::new();
+        loop {
+            self.refresh_limit(end);
+            if end <= self.limit {
+                return Ok(n);
+            }
+            if self.ring.policy == OverflowPolicy::Reject {
+                let room = self.limit.saturating_sub(self.next);
+                return if room == 0 {
+                    Err(ClaimFail::Full)
+                } else {
+                    Ok(room)
+                };
+            }
+            // Block: wait for the slowest gate, but never past a close.
+            if self.ring.closed.load(Ordering::Acquire) {
+                return Err(ClaimFail::Closed);
+            }
+            if cfg!(loom) {
+                thread::yield_now();
+            } else if backoff.is_completed() {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            } else {
+                backoff.snooze();
+            }
+            if backoff.is_completed() {
+                backoff = crossbeam_utils::Backoff::new();
+                backoff.snooze();
+            }
+        }
+    }
+
+    /// Re-reads the gates and announces the new limit (gate module docs).
+    fn refresh_limit(&mut self, end: u64) {
+        let ring = &*self.ring;
+        let cap = ring.capacity;
+        // With no active gate nobody needs old records, but a group may join
+        // at the oldest retained offset: move at most an eighth of a lap (or
+        // the batch) ahead so such a join keeps most of the ring.
+        let free_run = end.max(self.next + (cap / 8).max(1));
+        let first = ring.gates.min().map_or(free_run, |m| m + cap);
+        // SeqCst: the writer half of the join handshake; the second scan
+        // below must not be reordered before this store.
+        ring.limit.store(first, Ordering::SeqCst);
+        let second = ring.gates.min().map_or(free_run, |m| m + cap);
+        self.limit = first.min(second);
+    }
+
+    /// # Safety
+    /// `offset` must be claimed by this writer and not yet published.
+    #[inline(always)]
+    unsafe fn write_slot(&mut self, offset: u64, value: T) {
+        let ring = &*self.ring;
+        let idx = (offset & ring.mask) as usize;
+        debug_assert!(idx < ring.slots.len());
+        debug_assert!(offset >= self.next && offset < self.next + ring.capacity);
+        // SAFETY: idx <= mask < slots.len().
+        let slot = unsafe { ring.slots.get_unchecked(idx) };
+        let p = slot.write_ptr(ring.tracked());
+        if ring.tracked() {
+            // SAFETY: the claim guarantees no reader reads this slot now
+            // (invariant 3), and we are the only writer (invariant 1).
+            unsafe { (*p).write(value) };
+        } else {
+            // SAFETY: only this writer writes slots; readers may copy this
+            // slot concurrently and validate their copy (invariant 5).
+            unsafe { std::ptr::write_volatile(p, std::mem::MaybeUninit::new(value)) };
+        }
+    }
+
+    /// Makes `[.., end)` visible with one release store and wakes parkers.
+    #[inline]
+    fn commit(&mut self, end: u64) {
+        debug_assert!(end > self.next);
+        // Release: the slot writes above happen before any reader's Acquire
+        // load of `published` that sees `end`.
+        self.ring.published.store(end, Ordering::Release);
+        self.next = end;
+        self.ring.waiters.notify();
+    }
+}
+
+impl<T: Copy + Send> Drop for Writer<T> {
+    fn drop(&mut self) {
+        // Allow the writer to be taken again (e.g. by a new producer) after
+        // this one is gone; the ring stays single-writer at any time.
+        self.ring.writer_taken.store(false, Ordering::Release);
+    }
+}
