@@ -343,6 +343,9 @@ impl<T: Copy + Send> Ring<T> {
         if cur.pos < oldest {
             missed += oldest - cur.pos;
             cur.pos = oldest;
+            // The claim may be ahead of the cursor we loaded; keep the cached
+            // cursor at or above the position.
+            cur.cached_published = cur.cached_published.max(oldest);
         }
         let start = cur.pos;
         let n = cur.cached_published.saturating_sub(start).min(max as u64);
