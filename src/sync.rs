@@ -29,14 +29,6 @@ pub(crate) mod thread {
     }
 }
 
-#[inline]
-pub(crate) fn spin_hint() {
-    #[cfg(loom)]
-    loom::thread::yield_now();
-    #[cfg(not(loom))]
-    std::hint::spin_loop();
-}
-
 /// Slot storage.
 ///
 /// Outside loom this is `std::cell::UnsafeCell`. Under loom, slots written and

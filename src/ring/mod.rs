@@ -339,7 +339,10 @@ impl<T: Copy + Send> Ring<T> {
         let mut missed = 0;
         // Relaxed is enough: this is only an early skip; the validation below
         // is what guarantees correctness. `claim >= published` we loaded.
-        let oldest = self.claim.load(Ordering::Relaxed).saturating_sub(self.capacity);
+        let oldest = self
+            .claim
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.capacity);
         if cur.pos < oldest {
             missed += oldest - cur.pos;
             cur.pos = oldest;
@@ -567,12 +570,9 @@ impl<T: Copy + Send> Reader<T> {
             self.ring.waiters().attach_parker();
             self.parker = true;
         }
-        wait_until(
-            &[&*self.ring as &dyn Wakeable],
-            &[self.cursor.pos],
-            strategy,
-            deadline,
-        )
+        let ring = &*self.ring as &dyn Wakeable;
+        let pos = self.cursor.pos;
+        wait_until(|| std::iter::once((ring, pos)), strategy, deadline)
     }
 
     /// Next offset to read.
@@ -601,6 +601,7 @@ impl<T: Copy + Send> Drop for Reader<T> {
 }
 
 /// Object-safe view of a ring for waiting across rings of any record type.
+#[doc(hidden)]
 pub(crate) trait Wakeable {
     fn ready_at(&self, pos: u64) -> bool;
     fn waiters_ref(&self) -> &Waiters;
@@ -617,19 +618,23 @@ impl<T: Copy + Send> Wakeable for Ring<T> {
 
 static PARK_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// Waits until any of `rings` has a record past the matching position in
-/// `positions`, is closed, or `deadline` passes. Returns whether one is ready.
+/// Waits until one of the `(ring, position)` pairs that `targets` yields has
+/// a record past its position, or its ring is closed, or `deadline` passes.
+/// Returns whether one is ready. `targets` is called for every check, so
+/// waiting allocates nothing.
 ///
 /// With [`WaitStrategy::Park`] the caller must have attached itself as a
 /// parker ([`Waiters::attach_parker`]) to every ring first, so writers know to
 /// check for sleepers.
-pub(crate) fn wait_until(
-    rings: &[&dyn Wakeable],
-    positions: &[u64],
+pub(crate) fn wait_until<'a, I>(
+    targets: impl Fn() -> I,
     strategy: WaitStrategy,
     deadline: Option<Instant>,
-) -> bool {
-    let any_ready = || rings.iter().zip(positions).any(|(r, &p)| r.ready_at(p));
+) -> bool
+where
+    I: Iterator<Item = (&'a dyn Wakeable, u64)>,
+{
+    let any_ready = || targets().any(|(r, p)| r.ready_at(p));
     let expired = || deadline.is_some_and(|d| Instant::now() >= d);
     let mut waiter = Waiter::new(strategy);
     let mut checks = 0u32;
@@ -643,7 +648,7 @@ pub(crate) fn wait_until(
         checks = checks.wrapping_add(1);
         if waiter.pause() == Pause::Park {
             let token = PARK_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            for r in rings {
+            for (r, _) in targets() {
                 r.waiters_ref().register(token);
             }
             // SeqCst fence: reader half of the Dekker pair (wait module docs):
@@ -659,7 +664,7 @@ pub(crate) fn wait_until(
                     park_for(left);
                 }
             }
-            for r in rings {
+            for (r, _) in targets() {
                 r.waiters_ref().unregister(token);
             }
             if ready {
@@ -735,11 +740,17 @@ mod tests {
             w.publish(i).unwrap();
         }
         assert_eq!(w.publish(9), Err(PublishError::Full(9)));
-        assert_eq!(w.publish_slice(&[1, 2]), Err(BatchError::Full { accepted: 0 }));
+        assert_eq!(
+            w.publish_slice(&[1, 2]),
+            Err(BatchError::Full { accepted: 0 })
+        );
         assert_eq!(w.ring().rejected(), 3);
         let mut out = Vec::new();
         r.read_into(2, &mut out);
-        assert_eq!(w.publish_slice(&[5, 6, 7]), Err(BatchError::Full { accepted: 2 }));
+        assert_eq!(
+            w.publish_slice(&[5, 6, 7]),
+            Err(BatchError::Full { accepted: 2 })
+        );
         assert_eq!(w.ring().rejected(), 4);
         r.read_into(10, &mut out);
         assert_eq!(out, vec![0, 1, 2, 3, 5, 6]);
