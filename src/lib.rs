@@ -14,6 +14,7 @@ pub mod error;
 pub mod group;
 pub mod record;
 pub mod ring;
+pub mod runtime;
 mod sync;
 pub mod topic;
 
@@ -22,4 +23,5 @@ pub use error::{ConsumerError, EngineError};
 pub use group::{Batch, Consumer, ConsumerConfig, GroupMode, GroupStats, OffsetReset, Record};
 pub use record::{DeviceId, Keyed, Reading};
 pub use ring::{OverflowPolicy, WaitStrategy};
+pub use runtime::{Handler, Runtime, RuntimeReport, Shutdown};
 pub use topic::{Producer, SendError, TopicConfig, TopicId, TopicPartition};
