@@ -15,6 +15,7 @@ pub mod group;
 pub mod record;
 pub mod ring;
 pub mod runtime;
+pub mod sim;
 mod sync;
 pub mod topic;
 
