@@ -24,7 +24,9 @@ pub(crate) struct EngineInner<T> {
 ///
 /// Records are `Copy`: the ring hands the same record to every group by copy,
 /// without heap allocation, and the `Overwrite` policy validates copies that
-/// a writer may be overwriting, which is only sound for plain data.
+/// a writer may be overwriting, which is only sound for plain data. A record
+/// type used in an `Overwrite` topic must also have no padding bytes (see the
+/// `ring` module docs); [`crate::Reading`] has none.
 pub struct Engine<T: Copy + Send + 'static> {
     inner: Arc<EngineInner<T>>,
 }
@@ -172,7 +174,7 @@ impl<T: Copy + Send + 'static> Engine<T> {
         let t = self.inner.topic(topic)?;
         let mut writers = Vec::with_capacity(t.partitions.len());
         for ring in t.partitions.iter() {
-            match ring.writer() {
+            match crate::ring::Ring::writer(ring) {
                 Some(w) => writers.push(w),
                 // Dropping the writers taken so far releases them again.
                 None => return Err(EngineError::ProducerTaken(topic.to_owned())),

@@ -31,65 +31,113 @@ pub(crate) mod thread {
 
 /// Slot storage.
 ///
-/// Outside loom this is `std::cell::UnsafeCell`. Under loom, slots written and
-/// read under the gated policies (`Block`, `Reject`) use loom's tracked cell, so
-/// loom reports any read that is not ordered after the write of the same slot
-/// and any overwrite not ordered after the last read. Under `Overwrite` the
-/// writer may legitimately overwrite a slot a reader is copying (the copy is
-/// then discarded by lap validation), which loom's cell would flag, so that
-/// policy uses an untracked cell and the loom tests check the values instead.
+/// Two access paths:
+/// - *tracked* (`write_ptr`/`read_ptr`), used under the gated policies
+///   (`Block`, `Reject`), where the protocol guarantees a slot is never read
+///   and written at once. Under loom this is loom's cell, so loom reports any
+///   access that is not ordered by the protocol.
+/// - *racy* (`racy_write`/`racy_read`), used under `Overwrite`, where the
+///   writer may overwrite a slot while a reader copies it and the reader
+///   discards torn copies (seqlock). The copies are byte-wise atomic
+///   (`atomic-memcpy`, C++ P1478), so the race is not undefined behaviour and
+///   the fences of the seqlock synchronise. Under loom the slot is a run of
+///   loom `AtomicU64` words, so loom explores stale and torn copies too.
 pub(crate) mod cell {
-    #[cfg(not(loom))]
-    #[derive(Debug)]
-    pub(crate) struct SlotCell<T>(std::cell::UnsafeCell<T>);
+    use std::mem::MaybeUninit;
 
     #[cfg(not(loom))]
-    impl<T> SlotCell<T> {
-        pub(crate) fn new(v: T) -> Self {
-            Self(std::cell::UnsafeCell::new(v))
+    #[derive(Debug)]
+    pub(crate) struct SlotCell<T>(std::cell::UnsafeCell<MaybeUninit<T>>);
+
+    #[cfg(not(loom))]
+    impl<T: Copy> SlotCell<T> {
+        pub(crate) fn new() -> Self {
+            Self(std::cell::UnsafeCell::new(MaybeUninit::uninit()))
         }
         #[inline(always)]
-        pub(crate) fn write_ptr(&self, _tracked: bool) -> *mut T {
+        pub(crate) fn write_ptr(&self) -> *mut MaybeUninit<T> {
             self.0.get()
         }
         #[inline(always)]
-        pub(crate) fn read_ptr(&self, _tracked: bool) -> *const T {
+        pub(crate) fn read_ptr(&self) -> *const MaybeUninit<T> {
             self.0.get()
+        }
+        /// # Safety
+        /// Only the ring's single writer calls this; `T` has no padding bytes.
+        #[inline(always)]
+        pub(crate) unsafe fn racy_write(&self, v: T) {
+            // SAFETY: the pointer is valid and aligned for T; concurrent
+            // readers use `racy_read`, so all accesses are atomic.
+            unsafe {
+                atomic_memcpy::atomic_store(
+                    self.0.get().cast::<T>(),
+                    v,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+            }
+        }
+        /// # Safety
+        /// The slot was written at least once with `racy_write`; the result
+        /// may be torn and must be validated before it is assumed init.
+        #[inline(always)]
+        pub(crate) unsafe fn racy_read(&self) -> MaybeUninit<T> {
+            // SAFETY: valid, aligned pointer; all concurrent writes are atomic.
+            unsafe {
+                atomic_memcpy::atomic_load(
+                    self.0.get().cast::<T>(),
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+            }
         }
     }
 
     #[cfg(loom)]
     #[derive(Debug)]
     pub(crate) struct SlotCell<T> {
-        tracked: loom::cell::UnsafeCell<T>,
-        racy: std::cell::UnsafeCell<T>,
+        tracked: loom::cell::UnsafeCell<MaybeUninit<T>>,
+        words: Box<[loom::sync::atomic::AtomicU64]>,
     }
 
     #[cfg(loom)]
     impl<T: Copy> SlotCell<T> {
-        pub(crate) fn new(v: T) -> Self {
+        pub(crate) fn new() -> Self {
+            // The loom models use plain integer records; the word view needs
+            // a size that is a multiple of 8 and no padding.
+            assert!(std::mem::size_of::<T>() % 8 == 0 && std::mem::align_of::<T>() <= 8);
+            let n = std::mem::size_of::<T>() / 8;
             Self {
-                tracked: loom::cell::UnsafeCell::new(v),
-                racy: std::cell::UnsafeCell::new(v),
+                tracked: loom::cell::UnsafeCell::new(MaybeUninit::uninit()),
+                words: (0..n)
+                    .map(|_| loom::sync::atomic::AtomicU64::new(0))
+                    .collect(),
             }
         }
-        pub(crate) fn write_ptr(&self, tracked: bool) -> *mut T {
-            if tracked {
-                // Loom checks the causality of this access when it is taken.
-                // SAFETY: the caller holds the slot exclusively by the ring protocol;
-                // the pointer does not outlive the write it is taken for.
-                unsafe { self.tracked.get_mut().deref() as *mut T }
-            } else {
-                self.racy.get()
+        pub(crate) fn write_ptr(&self) -> *mut MaybeUninit<T> {
+            // Loom checks the causality of this access when it is taken.
+            // SAFETY: the ring protocol gives the writer exclusive access.
+            unsafe { self.tracked.get_mut().deref() as *mut MaybeUninit<T> }
+        }
+        pub(crate) fn read_ptr(&self) -> *const MaybeUninit<T> {
+            // SAFETY: as for `write_ptr`; loom validates the claim.
+            unsafe { self.tracked.get().deref() as *const MaybeUninit<T> }
+        }
+        pub(crate) unsafe fn racy_write(&self, v: T) {
+            let src = (&v as *const T).cast::<u64>();
+            for (i, w) in self.words.iter().enumerate() {
+                // SAFETY: i < size_of::<T>() / 8; unaligned read of T's bytes.
+                let x = unsafe { src.add(i).read_unaligned() };
+                w.store(x, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        pub(crate) fn read_ptr(&self, tracked: bool) -> *const T {
-            if tracked {
-                // SAFETY: as for `write_ptr`; loom validates the claim.
-                unsafe { self.tracked.get().deref() as *const T }
-            } else {
-                self.racy.get()
+        pub(crate) unsafe fn racy_read(&self) -> MaybeUninit<T> {
+            let mut out = MaybeUninit::<T>::uninit();
+            let dst = out.as_mut_ptr().cast::<u64>();
+            for (i, w) in self.words.iter().enumerate() {
+                let x = w.load(std::sync::atomic::Ordering::Relaxed);
+                // SAFETY: i < size_of::<T>() / 8; unaligned write into `out`.
+                unsafe { dst.add(i).write_unaligned(x) };
             }
+            out
         }
     }
 }

@@ -39,7 +39,16 @@
 //!    `Acquire`; under the gated policies also `o >=` its own gate.
 //! 5. `Overwrite`: a copied record with offset `o` is delivered only if, after
 //!    the copy, `o >= claim - capacity`; every record skipped is counted as
-//!    missed, so delivered + missed = published for every reader.
+//!    missed, so delivered + missed = published for every reader. In one
+//!    read call the missed records always precede the delivered ones.
+//!
+//! # `Overwrite` copies
+//!
+//! Under `Overwrite` a slot can be overwritten while a reader copies it, so
+//! both sides copy with byte-wise atomic memcpy (`atomic-memcpy`, C++ P1478):
+//! the race is then not undefined behaviour and the seqlock fences
+//! synchronise. The copy goes through integers, so a record type used under
+//! `Overwrite` must not contain padding bytes ([`crate::Reading`] has none).
 
 mod gate;
 mod wait;
@@ -89,6 +98,9 @@ pub enum CapacityError {
 /// Largest capacity accepted (2^30 slots).
 pub const MAX_CAPACITY: usize = 1 << 30;
 
+/// Records copied per `Overwrite` read before validation (a stack buffer).
+const OVERWRITE_CHUNK: usize = 64;
+
 /// Default number of gate slots per ring.
 pub const DEFAULT_MAX_GATES: usize = 64;
 
@@ -128,7 +140,7 @@ pub struct Ring<T> {
     published: CachePadded<AtomicU64>,
     claim: CachePadded<AtomicU64>,
     limit: CachePadded<AtomicU64>,
-    slots: Box<[SlotCell<MaybeUninit<T>>]>,
+    slots: Box<[SlotCell<T>]>,
     mask: u64,
     capacity: u64,
     policy: OverflowPolicy,
@@ -183,7 +195,7 @@ impl<T: Copy + Send> Ring<T> {
     ) -> Result<Self, CapacityError> {
         check_capacity(capacity)?;
         let slots = (0..capacity)
-            .map(|_| SlotCell::new(MaybeUninit::uninit()))
+            .map(|_| SlotCell::new())
             .collect::<Vec<_>>()
             .into_boxed_slice();
         Ok(Self {
@@ -250,17 +262,12 @@ impl<T: Copy + Send> Ring<T> {
     }
 
     /// Takes the unique writer. `None` if it was taken before.
-    pub fn writer(self: &crate::sync::Arc<Self>) -> Option<Writer<T>> {
+    pub fn writer(this: &crate::sync::Arc<Self>) -> Option<Writer<T>> {
         // AcqRel: exactly one caller wins the flag.
-        if self.writer_taken.swap(true, Ordering::AcqRel) {
+        if this.writer_taken.swap(true, Ordering::AcqRel) {
             return None;
         }
-        Some(Writer::new(self.clone()))
-    }
-
-    #[inline(always)]
-    fn tracked(&self) -> bool {
-        self.policy != OverflowPolicy::Overwrite
+        Some(Writer::new(this.clone()))
     }
 
     /// Copies the record at `offset` out of its slot.
@@ -269,24 +276,22 @@ impl<T: Copy + Send> Ring<T> {
     /// The record must be published (`offset < published` loaded with
     /// `Acquire`) and, under the gated policies, protected by one of the
     /// caller's gates or positions as invariant 3 requires. Under `Overwrite`
-    /// the copy may be torn and must be validated before use.
+    /// the copy may be torn: the caller must validate it (invariant 5) before
+    /// treating it as a `T`, which is why it is returned as `MaybeUninit`.
     #[inline(always)]
-    unsafe fn copy_slot(&self, offset: u64) -> T {
+    unsafe fn copy_slot(&self, offset: u64) -> MaybeUninit<T> {
         let idx = (offset & self.mask) as usize;
         debug_assert!(idx < self.slots.len());
         // SAFETY: idx <= mask < slots.len().
         let slot = unsafe { self.slots.get_unchecked(idx) };
-        let p = slot.read_ptr(self.tracked());
-        if self.tracked() {
-            // SAFETY: the caller guarantees the slot holds the published record
-            // at `offset` and that the writer cannot touch it during the read.
-            unsafe { (*p).assume_init() }
+        if self.policy == OverflowPolicy::Overwrite {
+            // SAFETY: the slot was written by a publish (offset < published);
+            // the copy is byte-wise atomic and validated by the caller.
+            unsafe { slot.racy_read() }
         } else {
-            // SAFETY: the slot was initialised by a publish (offset < published)
-            // and `T: Copy`. The writer may be overwriting it concurrently; the
-            // volatile copy keeps the compiler from assuming otherwise, and the
-            // caller discards the value unless lap validation accepts it.
-            unsafe { std::ptr::read_volatile(p).assume_init() }
+            // SAFETY: the caller guarantees the slot holds the published
+            // record and that the writer cannot touch it during the read.
+            unsafe { *slot.read_ptr() }
         }
     }
 
@@ -306,9 +311,11 @@ impl<T: Copy + Send> Ring<T> {
     ) -> ReadOutcome {
         // Use the cached cursor while it covers the request; otherwise take
         // everything published now.
-        if cur.cached_published - cur.pos < max as u64 {
+        // (Saturating: under `Overwrite` a lap skip can move the position
+        // past the cursor last loaded.)
+        if cur.cached_published.saturating_sub(cur.pos) < max as u64 {
             cur.cached_published = self.published();
-            if cur.cached_published == cur.pos {
+            if cur.cached_published <= cur.pos {
                 return ReadOutcome::default();
             }
         }
@@ -318,8 +325,8 @@ impl<T: Copy + Send> Ring<T> {
         let n = (cur.cached_published - cur.pos).min(max as u64);
         for offset in cur.pos..cur.pos + n {
             // SAFETY: offset < cached_published (an Acquire load); the caller
-            // keeps the gated invariant.
-            out.push(map(offset, unsafe { self.copy_slot(offset) }));
+            // keeps the gated invariant, so the slot holds this record, whole.
+            out.push(map(offset, unsafe { self.copy_slot(offset).assume_init() }));
         }
         cur.pos += n;
         ReadOutcome {
@@ -328,7 +335,8 @@ impl<T: Copy + Send> Ring<T> {
         }
     }
 
-    /// `Overwrite` read: copy, then validate against the writer's claim.
+    /// `Overwrite` read: copy, then validate against the writer's claim, in
+    /// chunks of [`OVERWRITE_CHUNK`] until `max` or the loaded cursor.
     fn read_overwrite<R>(
         &self,
         cur: &mut Cursor,
@@ -336,45 +344,60 @@ impl<T: Copy + Send> Ring<T> {
         out: &mut Vec<R>,
         mut map: impl FnMut(u64, T) -> R,
     ) -> ReadOutcome {
-        let mut missed = 0;
-        // Relaxed is enough: this is only an early skip; the validation below
-        // is what guarantees correctness. `claim >= published` we loaded.
-        let oldest = self
-            .claim
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.capacity);
-        if cur.pos < oldest {
-            missed += oldest - cur.pos;
-            cur.pos = oldest;
-            // The claim may be ahead of the cursor we loaded; keep the cached
-            // cursor at or above the position.
-            cur.cached_published = cur.cached_published.max(oldest);
-        }
-        let start = cur.pos;
-        let n = cur.cached_published.saturating_sub(start).min(max as u64);
-        let base = out.len();
-        for offset in start..start + n {
-            // SAFETY: offset < published (Acquire); the copy may be torn and is
-            // validated below before the caller sees it.
-            out.push(map(offset, unsafe { self.copy_slot(offset) }));
-        }
-        // Acquire fence: pairs with the writer's Release fence after it stores
-        // `claim`. If any byte we copied came from a newer batch, the claim of
-        // that batch is visible to the load below (seqlock validation).
-        fence(Ordering::Acquire);
-        let valid_from = self
-            .claim
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.capacity);
-        if valid_from > start {
-            let torn = (valid_from - start).min(n);
-            out.drain(base..base + torn as usize);
-            missed += torn;
-        }
-        cur.pos = start + n;
-        ReadOutcome {
-            read: (out.len() - base),
-            missed,
+        let mut outcome = ReadOutcome::default();
+        let mut copies = [MaybeUninit::<T>::uninit(); OVERWRITE_CHUNK];
+        loop {
+            // Relaxed is enough: this is only an early skip; the validation
+            // below is what guarantees correctness.
+            let oldest = self
+                .claim
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.capacity);
+            if cur.pos < oldest {
+                if outcome.read > 0 {
+                    // Report the lap at the next call, so that in one call
+                    // the missed records always come before the delivered.
+                    return outcome;
+                }
+                outcome.missed += oldest - cur.pos;
+                cur.pos = oldest;
+            }
+            let start = cur.pos;
+            let want = (max - outcome.read).min(OVERWRITE_CHUNK) as u64;
+            let n = cur.cached_published.saturating_sub(start).min(want);
+            if n == 0 {
+                return outcome;
+            }
+            for (i, offset) in (start..start + n).enumerate() {
+                // SAFETY: offset < published (Acquire); validated below.
+                copies[i] = unsafe { self.copy_slot(offset) };
+            }
+            // Acquire fence: pairs with the writer's Release fence after it
+            // stores `claim`. If any byte we copied came from a newer batch,
+            // the claim of that batch is visible to the load below (seqlock).
+            fence(Ordering::Acquire);
+            let valid_from = self
+                .claim
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.capacity);
+            let torn = valid_from.saturating_sub(start).min(n);
+            if torn > 0 && outcome.read > 0 {
+                // As above: leave the lap for the next call.
+                return outcome;
+            }
+            outcome.missed += torn;
+            for i in torn..n {
+                // SAFETY: the claim seen after the copies shows the writer had
+                // not started to reuse this slot, so the copy is a whole record
+                // that was published (invariant 5).
+                let v = unsafe { copies[i as usize].assume_init() };
+                out.push(map(start + i, v));
+            }
+            outcome.read += (n - torn) as usize;
+            cur.pos = start + n;
+            if outcome.read >= max {
+                return outcome;
+            }
         }
     }
 
@@ -394,7 +417,7 @@ impl<T: Copy + Send> Ring<T> {
         if self.policy == OverflowPolicy::Overwrite {
             return 0;
         }
-        if cur.cached_published - cur.pos < max as u64 {
+        if cur.cached_published.saturating_sub(cur.pos) < max as u64 {
             cur.cached_published = self.published();
         }
         let n = (cur.cached_published - cur.pos).min(max as u64);
@@ -403,7 +426,7 @@ impl<T: Copy + Send> Ring<T> {
             debug_assert!(idx < self.slots.len());
             // SAFETY: idx <= mask < len; offset < published (Acquire) and the
             // caller's gate keeps the writer off this slot while `f` runs.
-            let v = unsafe { &*(*self.slots.get_unchecked(idx).read_ptr(true)).as_ptr() };
+            let v = unsafe { (*self.slots.get_unchecked(idx).read_ptr()).assume_init_ref() };
             f(offset, v);
         }
         cur.pos += n;
@@ -505,7 +528,7 @@ pub fn spsc<T: Copy + Send>(
     policy: OverflowPolicy,
 ) -> Result<(Writer<T>, Reader<T>), CapacityError> {
     let ring = crate::sync::Arc::new(Ring::new(capacity, policy, 1)?);
-    let writer = ring.writer().expect("fresh ring has its writer");
+    let writer = Ring::writer(&ring).expect("fresh ring has its writer");
     let (gate, start) = ring.attach_gate(0).expect("fresh ring has a gate slot");
     Ok((
         writer,
@@ -695,10 +718,10 @@ mod tests {
     #[test]
     fn writer_is_unique() {
         let ring = crate::sync::Arc::new(Ring::<u64>::new(8, OverflowPolicy::Block, 1).unwrap());
-        let w = ring.writer().unwrap();
-        assert!(ring.writer().is_none());
+        let w = Ring::writer(&ring).unwrap();
+        assert!(Ring::writer(&ring).is_none());
         drop(w);
-        assert!(ring.writer().is_some());
+        assert!(Ring::writer(&ring).is_some());
     }
 
     #[test]

@@ -268,15 +268,15 @@ impl<T: Copy + Send> Writer<T> {
         debug_assert!(offset >= self.next && offset < self.next + ring.capacity);
         // SAFETY: idx <= mask < slots.len().
         let slot = unsafe { ring.slots.get_unchecked(idx) };
-        let p = slot.write_ptr(ring.tracked());
-        if ring.tracked() {
+        if ring.policy == OverflowPolicy::Overwrite {
+            // SAFETY: only this writer writes slots (invariant 1); readers may
+            // copy this slot concurrently, byte-wise atomically, and validate
+            // their copy (invariant 5).
+            unsafe { slot.racy_write(value) };
+        } else {
             // SAFETY: the claim guarantees no reader reads this slot now
             // (invariant 3), and we are the only writer (invariant 1).
-            unsafe { (*p).write(value) };
-        } else {
-            // SAFETY: only this writer writes slots; readers may copy this
-            // slot concurrently and validate their copy (invariant 5).
-            unsafe { std::ptr::write_volatile(p, std::mem::MaybeUninit::new(value)) };
+            unsafe { (*slot.write_ptr()).write(value) };
         }
     }
 

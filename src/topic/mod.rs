@@ -143,7 +143,7 @@ pub(crate) fn check_topic(name: &str, cfg: &TopicConfig) -> Result<(), TopicConf
 /// A topic: its name, config and partition rings.
 pub(crate) struct Topic<T> {
     pub(crate) id: TopicId,
-    pub(crate) name: Arc<str>,
+    pub(crate) name: std::sync::Arc<str>,
     pub(crate) config: TopicConfig,
     pub(crate) partitions: Box<[Arc<Ring<T>>]>,
 }

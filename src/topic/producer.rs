@@ -5,7 +5,6 @@ use std::fmt;
 use super::TopicId;
 use crate::record::{partition_for, Keyed};
 use crate::ring::{BatchError, PublishError, Writer};
-use crate::sync::Arc;
 
 /// A send that did not happen; the record is handed back.
 #[derive(PartialEq, Eq)]
@@ -95,7 +94,7 @@ pub struct Sent {
 /// [`Producer::into_partition_writers`].
 pub struct Producer<T: Copy + Send> {
     topic: TopicId,
-    name: Arc<str>,
+    name: std::sync::Arc<str>,
     writers: Box<[Writer<T>]>,
 }
 
@@ -109,7 +108,7 @@ impl<T: Copy + Send> fmt::Debug for Producer<T> {
 }
 
 impl<T: Copy + Send> Producer<T> {
-    pub(crate) fn new(topic: TopicId, name: Arc<str>, writers: Vec<Writer<T>>) -> Self {
+    pub(crate) fn new(topic: TopicId, name: std::sync::Arc<str>, writers: Vec<Writer<T>>) -> Self {
         Self {
             topic,
             name,
