@@ -12,6 +12,8 @@
 mod engine;
 pub mod error;
 pub mod group;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 pub mod record;
 pub mod ring;
 pub mod runtime;
