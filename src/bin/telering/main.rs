@@ -1,6 +1,10 @@
 //! `telering`: the command-line front of the engine.
 
+mod consumers;
+mod demo;
 mod pipeline;
+mod serve;
+mod session;
 
 use clap::{Parser, Subcommand};
 
@@ -20,16 +24,25 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Embedded pipeline: simulated sensors, a cluster group and a broadcast
-    /// group on pinned threads, live stats. The default command.
+    /// The whole system on loopback: embedded MQTT broker, simulated sensors
+    /// over MQTT, pinned consumer groups, live stats. The default command.
+    Demo(demo::Args),
+    /// The MQTT broker, engine and consumers, for real devices. Stops on
+    /// SIGINT/SIGTERM or after --duration and prints a JSON summary last.
+    Serve(serve::Args),
+    /// The engine alone, embedded: in-process simulated sensors, no MQTT.
     Pipeline(pipeline::Args),
+    /// Print the default configuration file.
+    GenerateConfig,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // rumqttd logs every client disconnect as an error; show its logs only
+    // from -v on.
     let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,rumqttd=off",
+        1 => "info,rumqttd=warn",
         2 => "debug",
         _ => "trace",
     };
@@ -41,8 +54,14 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        None => demo::run(&demo::Args::default()),
+        Some(Command::Demo(args)) => demo::run(&args),
+        Some(Command::Serve(args)) => serve::run(&args),
         Some(Command::Pipeline(args)) => pipeline::run(&args),
-        None => pipeline::run(&pipeline::Args::default()),
+        Some(Command::GenerateConfig) => {
+            print!("{}", telering::mqtt::DEFAULT_CONFIG);
+            Ok(())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -37,7 +37,7 @@ pub struct Args {
     #[arg(long, default_value_t = 200_000)]
     pub rate: u64,
     /// Wait strategy of the consumers: busy-spin, spin-yield or park.
-    #[arg(long, default_value = "park", value_parser = parse_wait)]
+    #[arg(long, default_value = "park", value_parser = telering::mqtt::config::parse_wait)]
     pub wait: WaitStrategy,
     /// Do not pin consumer threads to cores.
     #[arg(long)]
@@ -55,17 +55,6 @@ impl Default for Args {
             wait: WaitStrategy::Park,
             no_pin: false,
         }
-    }
-}
-
-fn parse_wait(s: &str) -> Result<WaitStrategy, String> {
-    match s {
-        "busy-spin" => Ok(WaitStrategy::BusySpin),
-        "spin-yield" => Ok(WaitStrategy::SpinYield),
-        "park" => Ok(WaitStrategy::Park),
-        other => Err(format!(
-            "unknown wait strategy {other:?}: use busy-spin, spin-yield or park"
-        )),
     }
 }
 

@@ -1,0 +1,166 @@
+//! The built-in consumer groups of `serve` and `demo`.
+//!
+//! - `alerts` (cluster, N pinned members): flags readings over thresholds;
+//! - `stats` (broadcast): rolling per-device min, max and mean temperature and
+//!   humidity, and the end-to-end latency (sensor timestamp to consumer) in an
+//!   HdrHistogram.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use hdrhistogram::Histogram;
+use telering::mqtt::config::ConsumersConfig;
+use telering::mqtt::{HUMIDITY, TEMPERATURE};
+use telering::runtime::{Handler, Runtime, RuntimeError};
+use telering::sim::now_us;
+use telering::{ConsumerConfig, DeviceId, Engine, Reading, Record};
+
+/// Per device: min, max, sum and count of a metric.
+#[derive(Clone, Copy, Debug)]
+pub struct Agg {
+    pub min: f32,
+    pub max: f32,
+    pub sum: f64,
+    pub n: u64,
+}
+
+impl Agg {
+    fn add(&mut self, v: f32) {
+        if v.is_nan() {
+            return;
+        }
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        self.sum += f64::from(v);
+        self.n += 1;
+    }
+}
+
+impl Default for Agg {
+    fn default() -> Self {
+        Self {
+            min: f32::INFINITY,
+            max: f32::NEG_INFINITY,
+            sum: 0.0,
+            n: 0,
+        }
+    }
+}
+
+/// What the consumers share with the reporting thread.
+#[derive(Clone)]
+pub struct Shared {
+    pub alerts: Arc<AtomicU64>,
+    /// Latency of the current interval (reset each live line).
+    pub interval: Arc<Mutex<Histogram<u64>>>,
+    /// Latency of the whole run.
+    pub total: Arc<Mutex<Histogram<u64>>>,
+    pub devices: Arc<Mutex<HashMap<DeviceId, (Agg, Agg)>>>,
+}
+
+impl Shared {
+    pub fn new() -> Self {
+        let h = || {
+            Arc::new(Mutex::new(
+                Histogram::new(3).expect("3 significant digits is valid"),
+            ))
+        };
+        Self {
+            alerts: Arc::default(),
+            interval: h(),
+            total: h(),
+            devices: Arc::default(),
+        }
+    }
+}
+
+struct Alerts {
+    count: Arc<AtomicU64>,
+    temperature: f32,
+    humidity: f32,
+}
+
+impl Handler<Reading> for Alerts {
+    fn on_record(&mut self, r: &Record<Reading>) {
+        // NaN (not measured) compares false: no alert.
+        if r.value.temperature > self.temperature || r.value.humidity > self.humidity {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+struct Stats {
+    shared: Shared,
+    local: HashMap<DeviceId, (Agg, Agg)>,
+    latency: Histogram<u64>,
+    pending: u32,
+}
+
+impl Stats {
+    fn flush(&mut self) {
+        if let Ok(mut h) = self.shared.interval.lock() {
+            let _ = h.add(&self.latency);
+        }
+        if let Ok(mut h) = self.shared.total.lock() {
+            let _ = h.add(&self.latency);
+        }
+        self.latency.reset();
+        if let Ok(mut d) = self.shared.devices.lock() {
+            d.extend(self.local.iter().map(|(k, v)| (*k, *v)));
+        }
+        self.pending = 0;
+    }
+}
+
+impl Handler<Reading> for Stats {
+    fn on_record(&mut self, r: &Record<Reading>) {
+        let v = &r.value;
+        let e = self.local.entry(v.device).or_default();
+        e.0.add(v.temperature);
+        e.1.add(v.humidity);
+        let _ = self.latency.record(now_us().saturating_sub(v.ts_us).max(1));
+        self.pending += 1;
+        if self.pending >= 1024 {
+            self.flush();
+        }
+    }
+}
+
+impl Drop for Stats {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Starts `alerts` and `stats` on the engine's `temperature` and `humidity`.
+pub fn start(
+    engine: &Engine<Reading>,
+    cfg: &ConsumersConfig,
+    shared: &Shared,
+) -> Result<Runtime<Reading>, RuntimeError> {
+    let topics = [TEMPERATURE, HUMIDITY];
+    let mut b = Runtime::builder(engine).pinning(cfg.pin);
+    for _ in 0..cfg.alerts_members {
+        b = b.member(
+            ConsumerConfig::cluster("alerts").wait(cfg.wait),
+            &topics,
+            Alerts {
+                count: shared.alerts.clone(),
+                temperature: cfg.temperature_alert,
+                humidity: cfg.humidity_alert,
+            },
+        );
+    }
+    b.member(
+        ConsumerConfig::broadcast("stats").wait(cfg.wait),
+        &topics,
+        Stats {
+            shared: shared.clone(),
+            local: HashMap::new(),
+            latency: Histogram::new(3).expect("3 significant digits is valid"),
+            pending: 0,
+        },
+    )
+    .start()
+}

@@ -1,0 +1,225 @@
+//! A running server with its consumers: live lines and the final summary
+//! shared by `serve` and `demo`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use telering::mqtt::{IngestSnapshot, Server, ServerConfig, HUMIDITY, TEMPERATURE};
+use telering::runtime::{Runtime, Shutdown};
+use telering::Reading;
+
+use crate::consumers::{self, Shared};
+
+/// Latency percentiles, µs.
+#[derive(serde::Serialize, Default, Debug)]
+pub struct Latency {
+    pub count: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+/// The last line `serve` and `demo` print: one JSON object.
+#[derive(serde::Serialize, Debug)]
+pub struct Summary {
+    /// MQTT messages the bridge received.
+    pub received: u64,
+    /// Messages that passed validation.
+    pub accepted: u64,
+    /// Messages refused and sent to `dead_letter`.
+    pub dead_lettered: u64,
+    pub dead_letter_reasons: BTreeMap<String, u64>,
+    /// Engine records published (a `reading` message makes two).
+    pub records: u64,
+    /// Messages or records lost: dropped by the broker before the bridge
+    /// read them, plus records refused by a full `Reject` topic.
+    pub dropped: u64,
+    pub dropped_by_broker: u64,
+    pub rejected: u64,
+    /// Records handled per consumer group.
+    pub delivered: BTreeMap<String, u64>,
+    /// Records reported missed per consumer group.
+    pub missed: BTreeMap<String, u64>,
+    pub handler_panics: usize,
+    pub alerts: u64,
+    pub devices: usize,
+    /// End-to-end latency (sensor timestamp to the `stats` consumer), µs.
+    pub latency_us: Latency,
+    pub duration_s: f64,
+    pub cores: usize,
+}
+
+pub struct Session {
+    server: Server,
+    runtime: Runtime<Reading>,
+    pub shared: Shared,
+    started: Instant,
+    last: Instant,
+    last_received: u64,
+}
+
+fn latency(h: &hdrhistogram::Histogram<u64>) -> Latency {
+    Latency {
+        count: h.len(),
+        p50: h.value_at_quantile(0.5),
+        p90: h.value_at_quantile(0.9),
+        p99: h.value_at_quantile(0.99),
+        p999: h.value_at_quantile(0.999),
+        max: h.max(),
+    }
+}
+
+impl Session {
+    pub fn start(cfg: ServerConfig) -> Result<Self, Box<dyn std::error::Error>> {
+        let consumers_cfg = cfg.consumers.clone();
+        let server = Server::start(cfg)?;
+        let shared = Shared::new();
+        let runtime = consumers::start(server.engine(), &consumers_cfg, &shared)?;
+        tracing::info!("{}", runtime.pinning().describe());
+        let now = Instant::now();
+        Ok(Self {
+            server,
+            runtime,
+            shared,
+            started: now,
+            last: now,
+            last_received: 0,
+        })
+    }
+
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    pub fn describe(&self) -> String {
+        let c = self.server.config();
+        format!(
+            "MQTT on {} (3.1.1){}; topics temperature and humidity ({} partitions x {} slots, {:?}); \
+             groups alerts (cluster, {} members) and stats (broadcast); {}",
+            c.mqtt.listen,
+            c.mqtt.listen_v5.map_or(String::new(), |a| format!(" and {a} (5)")),
+            c.ingest.partitions,
+            c.ingest.capacity,
+            c.ingest.policy,
+            c.consumers.alerts_members,
+            self.runtime.pinning().describe(),
+        )
+    }
+
+    /// One line of live stats since the previous call.
+    pub fn live_line(&mut self) -> String {
+        let s = self.server.stats();
+        let dt = self.last.elapsed().as_secs_f64().max(1e-6);
+        let rate = (s.received - self.last_received) as f64 / dt;
+        self.last = Instant::now();
+        self.last_received = s.received;
+        let engine = self.server.engine();
+        let published: u64 = [TEMPERATURE, HUMIDITY]
+            .iter()
+            .filter_map(|t| engine.published(t).ok())
+            .sum();
+        let lag = |g: &str| {
+            engine.group_stats(g).map_or(0, |st| {
+                // `alerts` reads each record once; `stats` has one member.
+                published.saturating_sub(st.delivered + st.missed)
+            })
+        };
+        let (p50, p99) = match self.shared.interval.lock() {
+            Ok(mut h) => {
+                let r = (h.value_at_quantile(0.5), h.value_at_quantile(0.99));
+                h.reset();
+                r
+            }
+            Err(_) => (0, 0),
+        };
+        format!(
+            "[{:>4.0}s] ingest {:>8.0} msg/s  received {:>9}  lag alerts {:>6} stats {:>6}  dead letters {:>6}  dropped {:>4}  latency p50 {:>6} us  p99 {:>7} us",
+            self.started.elapsed().as_secs_f64(),
+            rate,
+            s.received,
+            lag("alerts"),
+            lag("stats"),
+            s.dead_lettered,
+            s.dropped_by_broker + s.rejected,
+            p50,
+            p99,
+        )
+    }
+
+    /// Drains the broker link, then the consumers, and sums up.
+    pub fn finish(self) -> Summary {
+        let ingest: IngestSnapshot = self.server.shutdown();
+        let report = self.runtime.shutdown(Shutdown::Drain);
+        let total = self
+            .shared
+            .total
+            .lock()
+            .map(|h| latency(&h))
+            .unwrap_or_default();
+        Summary {
+            received: ingest.received,
+            accepted: ingest.accepted,
+            dead_lettered: ingest.dead_lettered,
+            dead_letter_reasons: ingest.dead_letter_reasons,
+            records: ingest.records,
+            dropped: ingest.dropped_by_broker + ingest.rejected,
+            dropped_by_broker: ingest.dropped_by_broker,
+            rejected: ingest.rejected,
+            delivered: report
+                .groups
+                .iter()
+                .map(|(g, r)| (g.clone(), r.handled))
+                .collect(),
+            missed: report
+                .groups
+                .iter()
+                .map(|(g, r)| (g.clone(), r.missed))
+                .collect(),
+            handler_panics: report.groups.values().map(|g| g.panics).sum(),
+            alerts: self.shared.alerts.load(Ordering::Relaxed),
+            devices: self.shared.devices.lock().map_or(0, |d| d.len()),
+            latency_us: total,
+            duration_s: self.started.elapsed().as_secs_f64(),
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        }
+    }
+}
+
+impl Summary {
+    /// A human-readable table (the JSON line follows it).
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let mut row = |k: &str, v: String| s.push_str(&format!("  {k:<28} {v}\n"));
+        row("messages received", self.received.to_string());
+        row("  accepted", self.accepted.to_string());
+        row("  dead-lettered", self.dead_lettered.to_string());
+        for (r, n) in &self.dead_letter_reasons {
+            row(&format!("    {r}"), n.to_string());
+        }
+        row("records published", self.records.to_string());
+        row(
+            "dropped (broker / rejected)",
+            format!("{} / {}", self.dropped_by_broker, self.rejected),
+        );
+        for (g, n) in &self.delivered {
+            row(
+                &format!("delivered to {g}"),
+                format!("{n} (missed {})", self.missed.get(g).copied().unwrap_or(0)),
+            );
+        }
+        row("alerts raised", self.alerts.to_string());
+        row("devices seen", self.devices.to_string());
+        let l = &self.latency_us;
+        row(
+            "end-to-end latency (us)",
+            format!(
+                "p50 {} p90 {} p99 {} p99.9 {} max {}",
+                l.p50, l.p90, l.p99, l.p999, l.max
+            ),
+        );
+        s
+    }
+}
