@@ -274,6 +274,23 @@ impl<T: Copy + Send + 'static> Consumer<T> {
                 .subscription,
             ids.clone(),
         );
+        // Hand back (committing) the partitions of topics we leave while we
+        // still hold the lock: the rebalance may detach their gates, and a
+        // detached gate slot can be reused by another reader at once.
+        let mut i = 0;
+        while i < self.owned.len() {
+            if ids.contains(&self.owned[i].tp.topic) {
+                i += 1;
+                continue;
+            }
+            let o = self.owned.swap_remove(i);
+            if let Some(gp) = st.parts.get_mut(&o.tp) {
+                if gp.owner == Some(self.id) {
+                    gp.owner = None;
+                }
+            }
+            self.release(o, self.config.auto_commit);
+        }
         if let Err(e) = group.rebalance(&mut st, &topics, self.config.offset_reset) {
             st.members
                 .get_mut(&self.id)
@@ -431,6 +448,9 @@ impl<T: Copy + Send + 'static> Consumer<T> {
         }
         drop(st);
         self.owned.sort_by_key(|o| o.tp);
+        // Counted now, so the group's totals stay exact even if this member
+        // leaves before its next poll; the next batch reports it.
+        self.stats.add(0, missed);
         self.pending_missed += missed;
     }
 
@@ -460,7 +480,9 @@ impl<T: Copy + Send + 'static> Consumer<T> {
             {
                 self.sync_cluster(true);
             }
-            let mut missed = std::mem::take(&mut self.pending_missed);
+            // Missed at a takeover is already in the stats (sync_cluster).
+            let taken_over = std::mem::take(&mut self.pending_missed);
+            let mut missed = 0;
             let k = self.owned.len();
             for i in 0..k {
                 if self.buf.len() >= max {
@@ -484,14 +506,16 @@ impl<T: Copy + Send + 'static> Consumer<T> {
             if k > 0 {
                 self.rr = (self.rr + 1) % k;
             }
-            if !self.buf.is_empty() || missed > 0 {
+            if !self.buf.is_empty() || missed > 0 || taken_over > 0 {
                 self.stats.add(self.buf.len() as u64, missed);
                 return Ok(Batch {
                     records: &self.buf,
-                    missed,
+                    missed: missed + taken_over,
                 });
             }
-            if self.engine.is_closed() {
+            // Drained only once no assigned partition is still being handed
+            // over by its previous owner.
+            if self.engine.is_closed() && self.pending.is_empty() {
                 return Err(ConsumerError::EngineClosed);
             }
             let now = Instant::now();
