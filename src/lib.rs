@@ -5,7 +5,44 @@
 //!   cache-padded sequence counters, overflow policies and wait strategies;
 //! - [`topic`]: topics, partitions, offsets, keyed producers;
 //! - [`group`]: consumer groups (cluster and broadcast) and the consumer API;
-//! - [`runtime`]: pinned consumer threads running handlers.
+//! - [`runtime`]: pinned consumer threads running handlers;
+//! - `mqtt` (feature `mqtt`, default): the MQTT front end.
+//!
+//! ```
+//! use std::time::Duration;
+//! use telering::runtime::{Runtime, Shutdown};
+//! use telering::{ConsumerConfig, DeviceId, Engine, OverflowPolicy, Reading, Record, TopicConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine: Engine<Reading> = Engine::new();
+//! engine.create_topic("temperature", TopicConfig::new(4, 1024).policy(OverflowPolicy::Block))?;
+//!
+//! // The producer holds the unique writer of every partition (not Clone).
+//! let mut producer = engine.producer("temperature")?;
+//! let device = DeviceId::new("greenhouse-7")?;
+//! producer.send(Reading::new(device, 1_700_000_000_000_000, 21.5, 48.0))?; // keyed by device
+//!
+//! // A cluster-group member: the group's partitions are divided among its members.
+//! let mut consumer = engine.consumer(ConsumerConfig::cluster("alerts"))?;
+//! consumer.subscribe(&["temperature"])?;
+//! let batch = consumer.poll(256, Duration::from_millis(100))?;
+//! assert_eq!(batch.len(), 1);
+//! let r = &batch[0];
+//! assert_eq!((r.offset, r.value.device.as_str()), (0, "greenhouse-7"));
+//! consumer.close(); // commits, leaves the group, triggers a rebalance
+//!
+//! // Consumer threads running handlers, pinned to cores.
+//! let runtime = Runtime::builder(&engine)
+//!     .member(ConsumerConfig::broadcast("stats"), &["temperature"], |r: &Record<Reading>| {
+//!         assert!(r.value.temperature > -40.0);
+//!     })
+//!     .start()?;
+//! producer.send(Reading::new(device, 1_700_000_000_000_001, 21.6, 48.0))?;
+//! let report = runtime.shutdown(Shutdown::Drain);
+//! assert_eq!(report.groups["stats"].handled, 2);
+//! # Ok(())
+//! # }
+//! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, missing_docs)]
 
