@@ -153,16 +153,15 @@ impl Default for Limits {
     }
 }
 
-/// JSON payload shapes (fields are all optional here; checks follow).
+/// JSON payload shapes (fields are all optional here; checks follow). Other
+/// fields a device adds (a unit, a battery level) are ignored.
 #[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 struct JsonValue {
     ts: Option<serde_json::Number>,
     value: Option<serde_json::Value>,
 }
 
 #[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 struct JsonReading {
     ts: Option<serde_json::Number>,
     temperature: Option<serde_json::Value>,
@@ -309,6 +308,8 @@ mod tests {
         assert_eq!(a.metric, Metric::Reading);
         assert_eq!((a.reading.temperature, a.reading.humidity), (-40.0, 100.0));
         assert!(v("sensors/d/temperature", b" 125 \n").is_ok());
+        let a = v("sensors/d/temperature", br#"{"value": 20, "unit": "C", "battery": 91}"#).unwrap();
+        assert_eq!(a.reading.temperature, 20.0);
     }
 
     #[test]
@@ -318,7 +319,8 @@ mod tests {
             ("sensors/d/temperature", b"\xff\xfe", NotUtf8),
             ("sensors/d/temperature", b"warm", NotJson),
             ("sensors/d/temperature", b"{\"value\": ", NotJson),
-            ("sensors/d/temperature", b"{\"valu\": 1}", NotJson),
+            ("sensors/d/temperature", b"{\"valu\": 1}", MissingValue),
+            ("sensors/d/temperature", b"[1]", NotJson),
             ("sensors/d/temperature", b"NaN", NotFinite),
             ("sensors/d/temperature", b"inf", NotFinite),
             ("sensors/d/humidity", b"-infinity", NotFinite),
