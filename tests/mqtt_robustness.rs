@@ -985,3 +985,28 @@ fn clean_disconnects_do_not_drop_other_clients() {
     );
     f.finish();
 }
+
+/// The same rumqttd failure, seen from telering's side: the listener dies,
+/// and the health probe (a real MQTT CONNECT every few seconds) reports it
+/// instead of the server silently ingesting nothing. If rumqttd fixes the
+/// bug, the listener stays up and this test says so.
+#[test]
+fn a_dead_listener_is_reported_by_the_health_probe() {
+    let f = Fixture::start("health", None);
+    assert!(f.server().healthy(), "healthy after start");
+    for _ in 0..2 {
+        let mut s = raw(f.v4);
+        let _ = s.write_all(&connect_packet("site-3/dev-17", false));
+        expect_closed(s, "CONNECT with a refused client id");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while f.server().healthy() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener survived a reused refused client id: rumqttd fixed \
+             rumqtt#1062? then un-ignore reusing_a_refused_client_id_keeps_the_listener_alive"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(f.server().unhealthy_listeners(), vec![f.v4]);
+}

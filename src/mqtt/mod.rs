@@ -11,6 +11,7 @@
 mod bridge;
 pub mod config;
 pub mod dead_letter;
+mod health;
 mod server;
 pub mod sim;
 pub mod validate;

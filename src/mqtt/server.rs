@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::bridge::{Bridge, IngestSnapshot, IngestStats};
 use super::config::ServerConfig;
 use super::dead_letter::DeadLetter;
+use super::health::{self, Listener};
 use super::validate::Limits;
 use crate::error::EngineError;
 use crate::{Engine, OverflowPolicy, Reading, TopicConfig};
@@ -59,6 +60,7 @@ pub struct Server {
     stats: Arc<IngestStats>,
     stop: Arc<AtomicBool>,
     bridge: Option<JoinHandle<()>>,
+    listeners: Arc<Vec<Listener>>,
     config: ServerConfig,
 }
 
@@ -124,6 +126,19 @@ impl Server {
         for &addr in &addrs {
             wait_listening(addr)?;
         }
+        let listeners: Arc<Vec<Listener>> = Arc::new(
+            addrs
+                .iter()
+                .map(|&addr| {
+                    let v5 = Some(addr) == config.mqtt.listen_v5;
+                    Listener {
+                        addr,
+                        v5,
+                        healthy: AtomicBool::new(health::probe(addr, v5)),
+                    }
+                })
+                .collect(),
+        );
 
         let stats = Arc::new(IngestStats::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -142,6 +157,12 @@ impl Server {
         let bridge = std::thread::Builder::new()
             .name("telering-bridge".into())
             .spawn(move || bridge.run())?;
+        {
+            let (listeners, stop) = (listeners.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("telering-health".into())
+                .spawn(move || health::watch(listeners, stop))?;
+        }
         tracing::info!(
             "MQTT listening on {} (3.1.1){}",
             config.mqtt.listen,
@@ -156,6 +177,7 @@ impl Server {
             stats,
             stop,
             bridge: Some(bridge),
+            listeners,
             config,
         })
     }
@@ -178,6 +200,23 @@ impl Server {
     /// Ingest counters now.
     pub fn stats(&self) -> IngestSnapshot {
         self.stats.snapshot()
+    }
+
+    /// Whether every listener completed an MQTT CONNECT at its last probe
+    /// (every few seconds; see the `health` module for why this matters).
+    pub fn healthy(&self) -> bool {
+        self.listeners
+            .iter()
+            .all(|l| l.healthy.load(Ordering::Relaxed))
+    }
+
+    /// Listeners that failed their last probe.
+    pub fn unhealthy_listeners(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter(|l| !l.healthy.load(Ordering::Relaxed))
+            .map(|l| l.addr)
+            .collect()
     }
 
     /// Whether the bridge thread is still running.

@@ -7,7 +7,7 @@
 //! `Fleet::new(client_prefix, sensors, seed)`; its readings are the fleet's
 //! random walk ([`Fleet::step`]).
 //!
-//! Messages follow the scheme of [`validate`](super::validate):
+//! Messages follow the scheme of [`validate`]:
 //! `sensors/<device>/temperature|humidity` with a bare number (`21.53`) or
 //! JSON `{"ts": <µs>, "value": <n>}`, and `sensors/<device>/reading` with
 //! `{"ts": <µs>, "temperature": <n>, "humidity": <n>}`. `ts` is the send time
@@ -22,11 +22,13 @@
 //! A message counts as `sent` once the client accepted it. At the end each
 //! sensor waits until everything it sent has been written to its socket
 //! (QoS 0) or acknowledged by the broker (QoS 1), then sends DISCONNECT and
-//! keeps polling until the broker closes the connection, so on a run with
-//! `errors == 0` the broker has received exactly `sent` messages, of which
-//! `valid` are accepted by validation and `malformed_by_reason` are refused.
-//! If the connection drops mid-run the client reconnects (clean session), and
-//! what was lost on the way is reported in [`SimSummary::lost`].
+//! keeps polling until the broker closes the connection. So when [`run`]
+//! returns a summary with `errors == 0`, the broker has read exactly `sent`
+//! messages, of which `valid` are accepted by validation and
+//! `malformed_by_reason` are refused. If a connection drops mid-run the
+//! client reconnects (clean session, nothing is re-sent); what was never
+//! confirmed is reported in [`SimSummary::lost`], and under QoS 0 a message
+//! written just before the drop may be lost too (see [`SimSummary`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -198,8 +200,12 @@ impl SimConfig {
                 return bad(format!("rate must be a positive number, not {r}"));
             }
         }
-        if self.client_prefix.is_empty() {
-            return bad("client prefix must not be empty".into());
+        if self.client_prefix.is_empty() || self.client_prefix.contains(['/', '+', '#', '\0']) {
+            return bad(format!(
+                "client prefix {:?} must be non-empty, without '/', '+', '#' or NUL \
+                 (it is also the device id prefix, a topic level)",
+                self.client_prefix
+            ));
         }
         split_broker(&self.broker)?;
         Ok(())
@@ -237,10 +243,13 @@ pub enum SimError {
     Task(String),
 }
 
-/// The outcome of a run. With `errors == 0` (and so `lost == 0`) the broker
-/// received exactly `sent` messages: `valid` that validation accepts, making
-/// `records` engine records, and `malformed` that it refuses, by reason code
-/// in `malformed_by_reason`.
+/// The outcome of a run.
+///
+/// When `lost == 0` and `reconnects == 0` (always so when `errors == 0`;
+/// failed attempts while connecting, before anything is published, count in
+/// `errors` but do not matter) the broker received exactly `sent` messages:
+/// `valid` that validation accepts, making `records` engine records, and
+/// `malformed` that it refuses, by reason code in `malformed_by_reason`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SimSummary {
     /// Sensors (connections).
@@ -277,8 +286,10 @@ pub struct SimSummary {
 /// Runs the simulation on the current tokio runtime until `duration`,
 /// `count` or `stop` (when it becomes `true`), whichever comes first.
 ///
-/// Returns [`SimError::Connect`] if not every sensor connects within
-/// [`CONNECT_TIMEOUT`] (plus 1 ms per sensor).
+/// The runtime needs tokio's time and I/O drivers (`enable_all`). Returns
+/// [`SimError::Connect`] if not every sensor connects within
+/// [`CONNECT_TIMEOUT`] (plus 1 ms per sensor); once connected, lost
+/// connections are retried and counted, not fatal.
 pub async fn run(
     cfg: SimConfig,
     stop: Option<watch::Receiver<bool>>,
@@ -387,7 +398,8 @@ pub async fn run(
 }
 
 /// Runs the simulation on a new multi-thread tokio runtime (2 worker
-/// threads), without a stop signal. See [`run`].
+/// threads), without a stop signal. See [`run`]. Call it from synchronous
+/// code only: tokio panics if a runtime is started inside another.
 pub fn run_blocking(cfg: SimConfig) -> Result<SimSummary, SimError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -685,7 +697,11 @@ enum EventLoop {
 /// What the simulator cares about in an event-loop event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ev {
-    ConnAck,
+    /// Connected; on a reconnect, `dropped` unsent or unacknowledged
+    /// publishes of the lost session were discarded (clean session).
+    ConnAck {
+        dropped: u64,
+    },
     /// A PUBLISH was written and flushed to the socket.
     Written,
     PubAck,
@@ -750,18 +766,38 @@ impl Client {
 }
 
 impl EventLoop {
+    /// Publishes waiting to be re-sent (moved out of the session when the
+    /// connection was lost; discarded on reconnect unless the broker kept
+    /// the session).
+    fn pending_publishes(&self) -> u64 {
+        let n = match self {
+            EventLoop::V4(e) => e
+                .pending
+                .iter()
+                .filter(|r| matches!(r, rumqttc::Request::Publish(_)))
+                .count(),
+            EventLoop::V5(e) => e
+                .pending
+                .iter()
+                .filter(|r| matches!(r, rumqttc::v5::Request::Publish(_)))
+                .count(),
+        };
+        n as u64
+    }
+
     async fn poll(&mut self) -> Result<Ev, String> {
         use rumqttc::Outgoing;
+        let pending = self.pending_publishes();
         let out = |o: &Outgoing| match o {
             Outgoing::Publish(_) => Ev::Written,
             Outgoing::Disconnect => Ev::DisconnectSent,
             _ => Ev::Other,
         };
-        match self {
+        let ev = match self {
             EventLoop::V4(e) => {
                 use rumqttc::{Event, Packet};
                 match e.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => Ok(Ev::ConnAck),
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => Ok(Ev::ConnAck { dropped: 0 }),
                     Ok(Event::Incoming(Packet::PubAck(_))) => Ok(Ev::PubAck),
                     Ok(Event::Incoming(_)) => Ok(Ev::Other),
                     Ok(Event::Outgoing(o)) => Ok(out(&o)),
@@ -772,13 +808,19 @@ impl EventLoop {
                 use rumqttc::v5::mqttbytes::v5::Packet;
                 use rumqttc::v5::Event;
                 match e.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => Ok(Ev::ConnAck),
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => Ok(Ev::ConnAck { dropped: 0 }),
                     Ok(Event::Incoming(Packet::PubAck(_))) => Ok(Ev::PubAck),
                     Ok(Event::Incoming(_)) => Ok(Ev::Other),
                     Ok(Event::Outgoing(o)) => Ok(out(&o)),
                     Err(e) => Err(e.to_string()),
                 }
             }
+        };
+        match ev {
+            Ok(Ev::ConnAck { .. }) => Ok(Ev::ConnAck {
+                dropped: pending.saturating_sub(self.pending_publishes()),
+            }),
+            ev => ev,
         }
     }
 }
@@ -791,7 +833,7 @@ async fn connect(o: ClientOptions, deadline: Instant) -> Result<(Client, EventLo
     let mut backoff = Duration::from_millis(50);
     loop {
         match tokio::time::timeout_at(deadline, eventloop.poll()).await {
-            Ok(Ok(Ev::ConnAck)) => return Ok((client, eventloop, failures)),
+            Ok(Ok(Ev::ConnAck { .. })) => return Ok((client, eventloop, failures)),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 failures += 1;
@@ -815,6 +857,8 @@ async fn connect(o: ClientOptions, deadline: Instant) -> Result<(Client, EventLo
 struct Progress {
     written: u64,
     acked: u64,
+    /// Messages dropped unsent at a reconnect (clean session).
+    dropped: u64,
     /// The event loop gave up (it could not reconnect).
     dead: bool,
 }
@@ -828,11 +872,17 @@ struct DriverOutcome {
 }
 
 /// Drives the event loop until the broker closes after our DISCONNECT, or
-/// until reconnecting has failed for [`RECONNECT_WINDOW`].
-async fn drive(mut eventloop: EventLoop, progress: watch::Sender<Progress>) -> DriverOutcome {
+/// until it gives up reconnecting: after [`RECONNECT_WINDOW`] without a
+/// connection, or at once once the run is over (`stop` or `end`).
+async fn drive(
+    mut eventloop: EventLoop,
+    progress: watch::Sender<Progress>,
+    mut stop: Option<watch::Receiver<bool>>,
+    end: Option<Instant>,
+) -> DriverOutcome {
     let mut out = DriverOutcome::default();
     let mut disconnecting = false;
-    let mut last_connected = Instant::now();
+    let mut down_since: Option<Instant> = None;
     let mut backoff = Duration::from_millis(50);
     loop {
         let ev = if disconnecting {
@@ -852,9 +902,13 @@ async fn drive(mut eventloop: EventLoop, progress: watch::Sender<Progress>) -> D
                 out.acked += 1;
                 progress.send_modify(|p| p.acked += 1);
             }
-            Ok(Ev::ConnAck) => {
-                last_connected = Instant::now();
+            Ok(Ev::ConnAck { dropped }) => {
+                down_since = None;
                 backoff = Duration::from_millis(50);
+                if dropped > 0 {
+                    tracing::warn!(dropped, "reconnected; unsent messages were dropped");
+                    progress.send_modify(|p| p.dropped += dropped);
+                }
             }
             Ok(Ev::DisconnectSent) => disconnecting = true,
             Ok(Ev::Other) => {}
@@ -862,13 +916,18 @@ async fn drive(mut eventloop: EventLoop, progress: watch::Sender<Progress>) -> D
             Err(_) if disconnecting => break,
             Err(e) => {
                 out.errors += 1;
-                if last_connected.elapsed() >= RECONNECT_WINDOW {
-                    tracing::warn!(error = %e, "giving up reconnecting");
+                let down = *down_since.get_or_insert_with(Instant::now);
+                let over = stop_requested(&stop) || end.is_some_and(|e| Instant::now() >= e);
+                if over || down.elapsed() >= RECONNECT_WINDOW {
+                    tracing::warn!(error = %e, "connection lost; giving up");
                     break;
                 }
-                tracing::warn!(error = %e, "connection error; reconnecting");
+                tracing::warn!(error = %e, "connection lost; reconnecting");
                 out.reconnects += 1;
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop_signal(&mut stop) => {}
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
@@ -929,7 +988,7 @@ async fn sensor(
     mut stop: Option<watch::Receiver<bool>>,
 ) -> Tally {
     let (progress_tx, mut progress) = watch::channel(Progress::default());
-    let driver = tokio::spawn(drive(eventloop, progress_tx));
+    let driver = tokio::spawn(drive(eventloop, progress_tx, stop.clone(), plan.end));
     let mut tally = Tally::default();
 
     let mut k = 0u64;
@@ -977,7 +1036,7 @@ async fn sensor(
     let sent = tally.sent;
     let qos = plan.qos;
     let confirmed = |p: &Progress| if qos == 0 { p.written } else { p.acked };
-    let drained = drain(&mut progress, |p| confirmed(p) >= sent).await;
+    let drained = drain(&mut progress, |p| confirmed(p) + p.dropped >= sent).await;
     if !drained {
         let p = *progress.borrow();
         tracing::warn!(
@@ -1141,6 +1200,14 @@ mod tests {
             },
             SimConfig {
                 rate: Rate::PerSensor(f64::NAN),
+                ..SimConfig::default()
+            },
+            SimConfig {
+                client_prefix: "a/b".into(),
+                ..SimConfig::default()
+            },
+            SimConfig {
+                client_prefix: "".into(),
                 ..SimConfig::default()
             },
             SimConfig {

@@ -308,7 +308,11 @@ mod tests {
         assert_eq!(a.metric, Metric::Reading);
         assert_eq!((a.reading.temperature, a.reading.humidity), (-40.0, 100.0));
         assert!(v("sensors/d/temperature", b" 125 \n").is_ok());
-        let a = v("sensors/d/temperature", br#"{"value": 20, "unit": "C", "battery": 91}"#).unwrap();
+        let a = v(
+            "sensors/d/temperature",
+            br#"{"value": 20, "unit": "C", "battery": 91}"#,
+        )
+        .unwrap();
         assert_eq!(a.reading.temperature, 20.0);
     }
 

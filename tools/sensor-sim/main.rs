@@ -15,7 +15,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Simulated MQTT sensors: random-walk temperature and humidity readings,
 /// optionally mixed with deliberately invalid messages. Prints a JSON summary.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Broker address, host:port [default: 127.0.0.1:1883].
     #[arg(long)]

@@ -44,6 +44,8 @@ pub struct Summary {
     /// Records reported missed per consumer group.
     pub missed: BTreeMap<String, u64>,
     pub handler_panics: usize,
+    /// MQTT listeners that stopped completing a CONNECT (see `serve --help`).
+    pub unhealthy_listeners: Vec<String>,
     pub alerts: u64,
     pub devices: usize,
     /// End-to-end latency (sensor timestamp to the `stats` consumer), µs.
@@ -135,8 +137,13 @@ impl Session {
             }
             Err(_) => (0, 0),
         };
+        let health = if self.server.healthy() {
+            String::new()
+        } else {
+            format!("  LISTENER DOWN: {:?}", self.server.unhealthy_listeners())
+        };
         format!(
-            "[{:>4.0}s] ingest {:>8.0} msg/s  received {:>9}  lag alerts {:>6} stats {:>6}  dead letters {:>6}  dropped {:>4}  latency p50 {:>6} us  p99 {:>7} us",
+            "[{:>4.0}s] ingest {:>8.0} msg/s  received {:>9}  lag alerts {:>6} stats {:>6}  dead letters {:>6}  dropped {:>4}  latency p50 {:>6} us  p99 {:>7} us{}",
             self.started.elapsed().as_secs_f64(),
             rate,
             s.received,
@@ -146,11 +153,18 @@ impl Session {
             s.dropped_by_broker + s.rejected,
             p50,
             p99,
+            health,
         )
     }
 
     /// Drains the broker link, then the consumers, and sums up.
     pub fn finish(self) -> Summary {
+        let unhealthy_listeners = self
+            .server
+            .unhealthy_listeners()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         let ingest: IngestSnapshot = self.server.shutdown();
         let report = self.runtime.shutdown(Shutdown::Drain);
         let total = self
@@ -179,6 +193,7 @@ impl Session {
                 .map(|(g, r)| (g.clone(), r.missed))
                 .collect(),
             handler_panics: report.groups.values().map(|g| g.panics).sum(),
+            unhealthy_listeners,
             alerts: self.shared.alerts.load(Ordering::Relaxed),
             devices: self.shared.devices.lock().map_or(0, |d| d.len()),
             latency_us: total,

@@ -1,0 +1,470 @@
+//! The sensor simulator against a real (standalone, in-process) rumqttd
+//! broker: what the broker delivers must match the simulator's summary
+//! exactly, message for message and reason for reason.
+#![cfg(feature = "mqtt")]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rumqttd::{Config, ConnectionSettings, Notification, RouterConfig, ServerSettings};
+use telering::mqtt::sim::{self, Format, Rate, SimConfig, SimError, SimSummary};
+use telering::mqtt::validate::{self, Limits, Metric};
+
+/// What the broker delivered to a `#` subscriber, classified by validation.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Seen {
+    total: u64,
+    valid: u64,
+    records: u64,
+    by_reason: BTreeMap<String, u64>,
+}
+
+struct TestBroker {
+    v4: u16,
+    v5: u16,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl TestBroker {
+    fn broker(&self, v5: bool) -> String {
+        format!("127.0.0.1:{}", if v5 { self.v5 } else { self.v4 })
+    }
+
+    fn take(&self) -> Seen {
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+
+    /// Waits until the subscriber saw at least `n` messages (or 10 s), then
+    /// a little longer to catch any extra, and returns (and resets) the counts.
+    fn wait_for(&self, n: u64) -> Seen {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.seen.lock().unwrap().total < n && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        thread::sleep(Duration::from_millis(300));
+        self.take()
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn server(name: &str, port: u16) -> ServerSettings {
+    ServerSettings {
+        name: name.to_owned(),
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        tls: None,
+        next_connection_delay_ms: 0,
+        connections: ConnectionSettings {
+            connection_timeout_ms: 60_000,
+            max_payload_size: 65_536,
+            max_inflight_count: 500,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
+        },
+    }
+}
+
+/// Starts a rumqttd broker (MQTT 3.1.1 and 5 listeners) on free loopback
+/// ports, with an in-process `#` subscriber counting what it delivers. The
+/// broker cannot be stopped in rumqttd 0.20: it runs until the process ends.
+fn start_broker() -> TestBroker {
+    let (v4, v5) = (free_port(), free_port());
+    let config = Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: 1000,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 16 * 1024 * 1024,
+            max_segment_count: 4,
+            ..RouterConfig::default()
+        },
+        v4: Some(HashMap::from([("v4-1".to_owned(), server("v4-1", v4))])),
+        v5: Some(HashMap::from([("v5-1".to_owned(), server("v5-1", v5))])),
+        ..Config::default()
+    };
+    let mut broker = rumqttd::Broker::new(config);
+    let (mut link_tx, mut link_rx) = broker.link("counter").expect("local link");
+    link_tx.subscribe("#").expect("subscribe #");
+    thread::spawn(move || {
+        let _ = broker.start();
+    });
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let counts = Arc::clone(&seen);
+    thread::spawn(move || {
+        let _link_tx = link_tx;
+        loop {
+            match link_rx.recv() {
+                Ok(Some(Notification::Forward(f))) => {
+                    let v = validate::validate(
+                        &f.publish.topic,
+                        &f.publish.payload,
+                        &Limits::default(),
+                        telering::sim::now_us(),
+                    );
+                    let mut s = counts.lock().unwrap();
+                    s.total += 1;
+                    match v {
+                        Ok(a) => {
+                            s.valid += 1;
+                            s.records += if a.metric == Metric::Reading { 2 } else { 1 };
+                        }
+                        Err(r) => *s.by_reason.entry(r.code().to_owned()).or_default() += 1,
+                    }
+                }
+                // The router pauses the link after a batch until it says so.
+                Ok(Some(Notification::Unschedule)) => {
+                    if link_rx.ready().is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for port in [v4, v5] {
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "broker did not start");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+    TestBroker { v4, v5, seen }
+}
+
+fn assert_matches(summary: &SimSummary, seen: &Seen) {
+    eprintln!(
+        "summary: {}",
+        serde_json::to_string(summary).unwrap_or_default()
+    );
+    assert_eq!(summary.errors, 0, "{summary:?}");
+    assert_eq!(summary.lost, 0, "{summary:?}");
+    assert_eq!(seen.total, summary.sent, "{seen:?} vs {summary:?}");
+    assert_eq!(seen.valid, summary.valid, "{seen:?} vs {summary:?}");
+    assert_eq!(seen.records, summary.records, "{seen:?} vs {summary:?}");
+    assert_eq!(seen.by_reason, summary.malformed_by_reason);
+    assert_eq!(summary.valid + summary.malformed, summary.sent);
+    if summary.qos == 1 {
+        assert_eq!(summary.acked, summary.sent);
+    }
+}
+
+fn counted(broker: &TestBroker, v5: bool, prefix: &str, qos: u8, count: u64) -> SimConfig {
+    SimConfig {
+        broker: broker.broker(v5),
+        sensors: 20,
+        rate: Rate::Unlimited,
+        duration: None,
+        count: Some(count),
+        qos,
+        malformed: 0.2,
+        format: Format::Mixed,
+        seed: 7,
+        client_prefix: prefix.to_owned(),
+        mqtt_v5: v5,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_sees_exactly_what_the_summary_says() {
+    let broker = start_broker();
+    for qos in [0, 1] {
+        let cfg = counted(&broker, false, &format!("q{qos}"), qos, 2000);
+        let summary = sim::run(cfg, None).await.expect("simulation runs");
+        assert_eq!(summary.sent, 2000);
+        assert_eq!(summary.sensors, 20);
+        assert_eq!(summary.qos, qos);
+        // 20 % malformed, each sensor cycling from a different reason: all
+        // twelve reasons show up in 2000 messages.
+        assert_eq!(summary.malformed_by_reason.len(), 12, "{summary:?}");
+        assert!((300..500).contains(&summary.malformed), "{summary:?}");
+        let seen = broker.wait_for(summary.sent);
+        assert_matches(&summary, &seen);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_qos1_and_qos0() {
+    let broker = start_broker();
+    for qos in [1, 0] {
+        let cfg = counted(&broker, true, &format!("v5q{qos}"), qos, 1000);
+        let summary = sim::run(cfg, None).await.expect("simulation runs");
+        assert_eq!(summary.sent, 1000);
+        let seen = broker.wait_for(summary.sent);
+        assert_matches(&summary, &seen);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_run_stops_on_time() {
+    let broker = start_broker();
+    let cfg = SimConfig {
+        broker: broker.broker(false),
+        sensors: 10,
+        rate: Rate::Total(2000.0),
+        duration: Some(Duration::from_secs(1)),
+        count: None,
+        qos: 1,
+        malformed: 0.05,
+        format: Format::Mixed,
+        seed: 1,
+        client_prefix: "rated".into(),
+        mqtt_v5: false,
+    };
+    let summary = sim::run(cfg, None).await.expect("simulation runs");
+    // 2000 msgs/s for 1 s, spread over 10 sensors at 200 msgs/s each.
+    assert!((1900..=2000).contains(&summary.sent), "{summary:?}");
+    assert!(summary.duration_s < 2.0, "{summary:?}");
+    let seen = broker.wait_for(summary.sent);
+    assert_matches(&summary, &seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_and_duration_whichever_first_and_stop_signal() {
+    let broker = start_broker();
+    // count first
+    let cfg = SimConfig {
+        broker: broker.broker(false),
+        sensors: 3,
+        rate: Rate::PerSensor(1000.0),
+        duration: Some(Duration::from_secs(30)),
+        count: Some(100),
+        format: Format::Reading,
+        client_prefix: "first".into(),
+        ..SimConfig::default()
+    };
+    let summary = sim::run(cfg.clone(), None).await.expect("runs");
+    assert_eq!(summary.sent, 100);
+    assert_eq!(summary.records, 200);
+    assert_matches(&summary, &broker.wait_for(100));
+
+    // the stop signal, with neither count nor duration
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let cfg = SimConfig {
+        duration: None,
+        count: None,
+        client_prefix: "stopped".into(),
+        ..cfg
+    };
+    let started = Instant::now();
+    let run = tokio::spawn(sim::run(cfg, Some(rx)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tx.send(true).expect("signal");
+    let summary = run.await.expect("joins").expect("runs");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(summary.sent > 100, "{summary:?}");
+    assert_matches(&summary, &broker.wait_for(summary.sent));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_broker_is_a_connect_error_not_a_hang() {
+    let port = free_port();
+    let cfg = SimConfig {
+        broker: format!("127.0.0.1:{port}"),
+        sensors: 5,
+        ..SimConfig::default()
+    };
+    let started = Instant::now();
+    let err = sim::run(cfg, None)
+        .await
+        .expect_err("nothing listens there");
+    assert!(
+        matches!(err, SimError::Connect { connected: 0, .. }),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(8), "{err}");
+    eprintln!("{err}");
+}
+
+/// Throughput on loopback; run with `--ignored --nocapture` to see numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput() {
+    let broker = start_broker();
+    for (sensors, qos) in [(20, 0), (20, 1), (200, 0), (200, 1)] {
+        let cfg = SimConfig {
+            broker: broker.broker(false),
+            sensors,
+            rate: Rate::Unlimited,
+            duration: Some(Duration::from_secs(3)),
+            count: None,
+            qos,
+            client_prefix: format!("tp{sensors}q{qos}"),
+            ..SimConfig::default()
+        };
+        let summary = sim::run(cfg, None).await.expect("runs");
+        let seen = broker.wait_for(summary.sent);
+        eprintln!(
+            "{sensors} sensors qos{qos}: {:.0} msgs/s ({} sent, broker saw {})",
+            summary.rate, summary.sent, seen.total
+        );
+        assert_matches(&summary, &seen);
+    }
+}
+
+/// The `sensor-sim` binary end to end: one JSON summary line on stdout that
+/// matches what the broker saw; a clear error and a non-zero exit otherwise.
+#[cfg(feature = "cli")]
+#[test]
+fn sensor_sim_binary() {
+    use std::process::Command;
+    let broker = start_broker();
+    let out = Command::new(env!("CARGO_BIN_EXE_sensor-sim"))
+        .args(["--broker", &broker.broker(false)])
+        .args(["--sensors", "5", "--count", "500", "--qos", "1"])
+        .args(["--malformed", "0.1", "--format", "json", "--unlimited"])
+        .args(["--client-prefix", "bin", "--seed", "3"])
+        .output()
+        .expect("runs sensor-sim");
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON summary");
+    let seen = broker.wait_for(500);
+    assert_eq!(v["sent"], 500);
+    assert_eq!(v["acked"], 500);
+    assert_eq!(v["qos"], 1);
+    assert_eq!(v["errors"], 0);
+    assert_eq!(v["sent"], seen.total);
+    assert_eq!(v["valid"], seen.valid);
+    assert_eq!(v["records"], seen.records);
+    let by_reason: BTreeMap<String, u64> =
+        serde_json::from_value(v["malformed_by_reason"].clone()).expect("map");
+    assert_eq!(by_reason, seen.by_reason);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_sensor-sim"))
+        .args(["--broker", &format!("127.0.0.1:{}", free_port())])
+        .args(["--sensors", "2", "--mqtt5"])
+        .output()
+        .expect("runs sensor-sim");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("could not connect"), "{stderr}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_sensor-sim"))
+        .args(["--malformed", "2"])
+        .output()
+        .expect("runs sensor-sim");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("malformed"), "{stderr}");
+}
+
+/// A TCP proxy in front of the broker that can cut every connection through
+/// it (`cut`), or die altogether (`kill`).
+struct Proxy {
+    port: u16,
+    cut: tokio::sync::watch::Sender<u64>,
+    acceptor: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (cut, cut_rx) = tokio::sync::watch::channel(0u64);
+        let acceptor = tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let mut cut_rx = cut_rx.clone();
+                cut_rx.mark_unchanged();
+                tokio::spawn(async move {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = cut_rx.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            port,
+            cut,
+            acceptor,
+        }
+    }
+
+    fn cut(&self) {
+        self.cut.send_modify(|g| *g += 1);
+    }
+
+    fn kill(&self) {
+        self.acceptor.abort();
+        self.cut();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_cut_mid_run_are_counted_not_fatal() {
+    let broker = start_broker();
+    let proxy = Proxy::start(broker.broker(false)).await;
+    let cfg = SimConfig {
+        broker: format!("127.0.0.1:{}", proxy.port),
+        sensors: 10,
+        rate: Rate::Total(2000.0),
+        duration: Some(Duration::from_millis(1500)),
+        qos: 1,
+        malformed: 0.1,
+        client_prefix: "cut".into(),
+        ..SimConfig::default()
+    };
+    let run = tokio::spawn(sim::run(cfg, None));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    proxy.cut();
+    let summary = run.await.expect("joins").expect("runs");
+    let seen = broker.wait_for(summary.sent);
+    eprintln!("{summary:?}\n{seen:?}");
+    assert!(summary.errors >= 10, "{summary:?}");
+    assert!(summary.reconnects >= 10, "{summary:?}");
+    assert_eq!(summary.lost, summary.sent - summary.acked);
+    // What was acknowledged arrived; nothing arrived twice.
+    assert!(summary.acked <= seen.total && seen.total <= summary.sent);
+    // The run went on after the cut.
+    assert!(summary.acked > 2000, "{summary:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_gone_mid_run_ends_the_run_in_bounded_time() {
+    let broker = start_broker();
+    let proxy = Proxy::start(broker.broker(false)).await;
+    let cfg = SimConfig {
+        broker: format!("127.0.0.1:{}", proxy.port),
+        sensors: 5,
+        rate: Rate::Unlimited,
+        duration: None,
+        count: None,
+        qos: 1,
+        client_prefix: "gone".into(),
+        ..SimConfig::default()
+    };
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let run = tokio::spawn(sim::run(cfg, Some(rx)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tx.send(true).expect("stop");
+    let summary = run.await.expect("joins").expect("runs");
+    eprintln!("{:?} {summary:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(summary.errors >= 5, "{summary:?}");
+    assert_eq!(summary.lost, summary.sent - summary.acked);
+    let seen = broker.wait_for(summary.sent);
+    assert!(summary.acked <= seen.total && seen.total <= summary.sent);
+}
