@@ -19,7 +19,7 @@ use rumqttd::local::{LinkError, LinkRx};
 use rumqttd::Notification;
 
 use super::dead_letter::DeadLetter;
-use super::validate::{validate, Limits, Metric, Reason};
+use super::validate::{validate_with, Limits, Metric, Reason};
 use crate::sim::now_us;
 use crate::topic::{Producer, SendError};
 use crate::Reading;
@@ -100,29 +100,30 @@ pub(crate) struct Bridge {
 const QUIET: Duration = Duration::from_millis(250);
 /// Longest a stop waits for the link to go quiet.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+/// Longest single wait on the link.
+const POLL: Duration = Duration::from_millis(50);
 
 impl Bridge {
     pub(crate) fn run(mut self) {
+        // The clock is read once per wait, not per message: a deadline that
+        // has passed only matters when the link has nothing cached.
+        let mut deadline = Instant::now() + POLL;
+        let mut last_activity = Instant::now();
+        let mut handled = 0u64;
         let mut stop_seen: Option<Instant> = None;
-        let mut last_message = Instant::now();
         loop {
-            if stop_seen.is_none() && self.stop.load(Ordering::Acquire) {
-                stop_seen = Some(Instant::now());
-            }
-            if let Some(t) = stop_seen {
-                if last_message.elapsed() >= QUIET || t.elapsed() >= DRAIN_LIMIT {
-                    break;
-                }
-            }
-            match self
-                .rx
-                .recv_deadline(Instant::now() + Duration::from_millis(50))
-            {
+            match self.rx.recv_deadline(deadline) {
                 Ok(Some(n)) => {
                     if !self.handle(n) {
                         break;
                     }
-                    last_message = Instant::now();
+                    handled += 1;
+                    // Under a continuous stream there is no timeout; look at
+                    // the stop flag now and then anyway.
+                    if handled % 4096 == 0 && self.stop_due(&mut stop_seen, last_activity) {
+                        break;
+                    }
+                    continue;
                 }
                 Ok(None) | Err(LinkError::RecvTimeout(_)) => {}
                 Err(e) => {
@@ -130,7 +131,25 @@ impl Bridge {
                     break;
                 }
             }
+            let now = Instant::now();
+            if handled > 0 {
+                last_activity = now;
+                handled = 0;
+            }
+            if self.stop_due(&mut stop_seen, last_activity) {
+                break;
+            }
+            deadline = now + POLL;
         }
+    }
+
+    /// After a stop request: stop once the link has been quiet for
+    /// [`QUIET`], or after [`DRAIN_LIMIT`] in any case.
+    fn stop_due(&self, stop_seen: &mut Option<Instant>, last_activity: Instant) -> bool {
+        if stop_seen.is_none() && self.stop.load(Ordering::Acquire) {
+            *stop_seen = Some(Instant::now());
+        }
+        stop_seen.is_some_and(|t| last_activity.elapsed() >= QUIET || t.elapsed() >= DRAIN_LIMIT)
     }
 
     /// Returns false when the engine is closed and the bridge should stop.
@@ -166,8 +185,7 @@ impl Bridge {
     fn ingest(&mut self, topic: &[u8], payload: &[u8]) -> bool {
         let stats = &*self.stats;
         bump(&stats.received, 1);
-        let now = now_us();
-        match validate(topic, payload, &self.limits, now) {
+        match validate_with(topic, payload, &self.limits, now_us) {
             Ok(a) => {
                 bump(&stats.accepted, 1);
                 let targets: &mut [&mut Producer<Reading>] = match a.metric {
@@ -194,7 +212,7 @@ impl Bridge {
                 // `dead_letter` is an Overwrite topic: this never waits.
                 if let Err(SendError::Closed(_)) = self
                     .dead
-                    .send_to(0, DeadLetter::new(reason, topic, payload, now))
+                    .send_to(0, DeadLetter::new(reason, topic, payload, now_us()))
                 {
                     return false;
                 }

@@ -197,9 +197,9 @@ fn number(v: Option<&serde_json::Value>) -> Result<f64, Reason> {
     }
 }
 
-fn timestamp(ts: Option<&serde_json::Number>, now_us: u64) -> Result<u64, Reason> {
+fn timestamp(ts: Option<&serde_json::Number>, now_us: impl FnOnce() -> u64) -> Result<u64, Reason> {
     match ts {
-        None => Ok(now_us),
+        None => Ok(now_us()),
         Some(n) => n.as_u64().ok_or(Reason::BadTimestamp),
     }
 }
@@ -231,6 +231,16 @@ pub fn validate(
     limits: &Limits,
     now_us: u64,
 ) -> Result<Accepted, Reason> {
+    validate_with(topic, payload, limits, || now_us)
+}
+
+/// [`validate`], reading the clock only for a message that has no `ts`.
+pub fn validate_with(
+    topic: &[u8],
+    payload: &[u8],
+    limits: &Limits,
+    now_us: impl FnOnce() -> u64,
+) -> Result<Accepted, Reason> {
     let (device, metric) = parse_topic(topic)?;
     if payload.len() > limits.max_payload {
         return Err(Reason::PayloadTooLarge);
@@ -246,7 +256,7 @@ pub fn validate(
                 // A bare number; Rust's parser also takes "NaN" and "inf",
                 // which the range checks below refuse as not finite.
                 let v: f64 = text.parse().map_err(|_| Reason::NotJson)?;
-                (now_us, v)
+                (now_us(), v)
             };
             if metric == Metric::Temperature {
                 (ts, check_temperature(value)?, f32::NAN)

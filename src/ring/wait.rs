@@ -113,10 +113,14 @@ pub(crate) struct Waiter {
     step: u32,
 }
 
-/// Spins before yielding or parking.
+/// Back-off steps that spin before `SpinYield` starts yielding.
 const SPIN_LIMIT: u32 = 64;
-/// Yields before parking (`Park` only).
-const YIELD_LIMIT: u32 = SPIN_LIMIT + 16;
+/// Back-off steps that spin before `Park` yields: short (about 400 pause
+/// instructions, a few µs), so that consumers of a steady trickle park
+/// instead of burning the CPU the producers need.
+const PARK_SPIN_LIMIT: u32 = 10;
+/// Back-off steps before `Park` parks.
+const YIELD_LIMIT: u32 = PARK_SPIN_LIMIT + 4;
 
 /// What the caller of [`Waiter::pause`] should do next.
 #[derive(Debug, PartialEq, Eq)]
@@ -155,7 +159,7 @@ impl Waiter {
                 }
             }
             WaitStrategy::SpinYield => thread::yield_now(),
-            WaitStrategy::Park if self.step <= SPIN_LIMIT => {
+            WaitStrategy::Park if self.step <= PARK_SPIN_LIMIT => {
                 for _ in 0..(1u32 << self.step.min(6)) {
                     std::hint::spin_loop();
                 }
