@@ -10,6 +10,7 @@
 
 mod bridge;
 pub mod config;
+pub mod consumers;
 pub mod dead_letter;
 mod health;
 mod server;

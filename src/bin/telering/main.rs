@@ -1,6 +1,5 @@
 //! `telering`: the command-line front of the engine.
 
-mod consumers;
 mod demo;
 mod pipeline;
 mod serve;

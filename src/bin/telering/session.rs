@@ -9,7 +9,7 @@ use telering::mqtt::{IngestSnapshot, Server, ServerConfig, HUMIDITY, TEMPERATURE
 use telering::runtime::{Runtime, Shutdown};
 use telering::Reading;
 
-use crate::consumers::{self, Shared};
+use telering::mqtt::consumers::{self, Shared};
 
 /// Latency percentiles, µs.
 #[derive(serde::Serialize, Default, Debug)]
@@ -79,7 +79,7 @@ impl Session {
         let consumers_cfg = cfg.consumers.clone();
         let server = Server::start(cfg)?;
         let shared = Shared::new();
-        let runtime = consumers::start(server.engine(), &consumers_cfg, &shared)?;
+        let runtime = consumers::start(server.engine(), &consumers_cfg, &shared, None)?;
         tracing::info!("{}", runtime.pinning().describe());
         let now = Instant::now();
         Ok(Self {

@@ -1,4 +1,5 @@
-//! The built-in consumer groups of `serve` and `demo`.
+//! The built-in consumer groups of `telering serve` and `telering demo`
+//! (and of the MQTT ingest benchmark, which measures them as `serve` runs).
 //!
 //! - `alerts` (cluster, N pinned members): flags readings over thresholds;
 //! - `stats` (broadcast): rolling per-device min, max and mean temperature and
@@ -9,19 +10,23 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::config::ConsumersConfig;
+use super::{HUMIDITY, TEMPERATURE};
+use crate::runtime::{Handler, Runtime, RuntimeError};
+use crate::sim::now_us;
+use crate::{ConsumerConfig, DeviceId, Engine, Reading, Record};
 use hdrhistogram::Histogram;
-use telering::mqtt::config::ConsumersConfig;
-use telering::mqtt::{HUMIDITY, TEMPERATURE};
-use telering::runtime::{Handler, Runtime, RuntimeError};
-use telering::sim::now_us;
-use telering::{ConsumerConfig, DeviceId, Engine, Reading, Record};
 
 /// Per device: min, max, sum and count of a metric.
 #[derive(Clone, Copy, Debug)]
 pub struct Agg {
+    /// Smallest value.
     pub min: f32,
+    /// Largest value.
     pub max: f32,
+    /// Sum of the values.
     pub sum: f64,
+    /// Values seen.
     pub n: u64,
 }
 
@@ -51,15 +56,24 @@ impl Default for Agg {
 /// What the consumers share with the reporting thread.
 #[derive(Clone)]
 pub struct Shared {
+    /// Alerts raised by `alerts`.
     pub alerts: Arc<AtomicU64>,
-    /// Latency of the current interval (reset each live line).
+    /// Latency of the current interval, µs (the reader resets it).
     pub interval: Arc<Mutex<Histogram<u64>>>,
-    /// Latency of the whole run.
+    /// Latency of the whole run, µs.
     pub total: Arc<Mutex<Histogram<u64>>>,
+    /// Per device: (temperature, humidity) aggregates.
     pub devices: Arc<Mutex<HashMap<DeviceId, (Agg, Agg)>>>,
 }
 
+impl Default for Shared {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Shared {
+    /// Empty counters and histograms.
     pub fn new() -> Self {
         let h = || {
             Arc::new(Mutex::new(
@@ -90,8 +104,12 @@ impl Handler<Reading> for Alerts {
     }
 }
 
+/// Called by the `stats` member on every record (e.g. a benchmark's probe).
+pub type Tap = Box<dyn FnMut(&Record<Reading>) + Send>;
+
 struct Stats {
     shared: Shared,
+    tap: Option<Tap>,
     local: HashMap<DeviceId, (Agg, Agg)>,
     latency: Histogram<u64>,
     pending: u32,
@@ -120,6 +138,9 @@ impl Handler<Reading> for Stats {
         e.0.add(v.temperature);
         e.1.add(v.humidity);
         let _ = self.latency.record(now_us().saturating_sub(v.ts_us).max(1));
+        if let Some(tap) = self.tap.as_mut() {
+            tap(r);
+        }
         self.pending += 1;
         if self.pending >= 1024 {
             self.flush();
@@ -134,10 +155,12 @@ impl Drop for Stats {
 }
 
 /// Starts `alerts` and `stats` on the engine's `temperature` and `humidity`.
+/// `tap`, if any, sees every record `stats` handles.
 pub fn start(
     engine: &Engine<Reading>,
     cfg: &ConsumersConfig,
     shared: &Shared,
+    tap: Option<Tap>,
 ) -> Result<Runtime<Reading>, RuntimeError> {
     let topics = [TEMPERATURE, HUMIDITY];
     let mut b = Runtime::builder(engine).pinning(cfg.pin);
@@ -157,6 +180,7 @@ pub fn start(
         &topics,
         Stats {
             shared: shared.clone(),
+            tap,
             local: HashMap::new(),
             latency: Histogram::new(3).expect("3 significant digits is valid"),
             pending: 0,

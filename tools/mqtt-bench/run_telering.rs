@@ -1,0 +1,179 @@
+//! telering in-process, as `telering serve` runs it: the embedded broker and
+//! bridge (`Server::start` with the default configuration on a free port),
+//! a cluster group `alerts` and a broadcast group `stats` on the engine's
+//! `temperature` and `humidity`, pinned as configured. `stats` records the
+//! end-to-end latency; it is the consumer side that is counted.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use telering::mqtt::consumers::{self, Shared};
+use telering::mqtt::{IngestSnapshot, Server, ServerConfig, ServerError};
+use telering::runtime::{Runtime, Shutdown};
+use telering::sim::now_us;
+use telering::Reading;
+
+use crate::common::{free_port, Recorder};
+
+/// Counters of one run (differences of the cumulative ones).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Detail {
+    /// MQTT messages the bridge read.
+    pub bridge_received: u64,
+    pub accepted: u64,
+    pub dead_lettered: u64,
+    /// Engine records published.
+    pub records: u64,
+    pub rejected: u64,
+    pub dropped_by_broker: u64,
+    /// Records handed to each group.
+    pub delivered_alerts: u64,
+    pub delivered_stats: u64,
+    pub alerts_raised: u64,
+}
+
+/// What is left at the end.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Final {
+    pub ingest: IngestSnapshot,
+    pub handled: std::collections::BTreeMap<String, u64>,
+    pub missed: std::collections::BTreeMap<String, u64>,
+    pub handler_panics: usize,
+    pub pinning: String,
+}
+
+pub struct Telering {
+    server: Server,
+    runtime: Runtime<Reading>,
+    recorder: Arc<Recorder>,
+    alerts: Arc<AtomicU64>,
+    addr: SocketAddr,
+    base: Detail,
+}
+
+impl Telering {
+    pub fn start() -> Result<Self, String> {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let addr = free_port().map_err(|e| format!("no free loopback port: {e}"))?;
+            let mut cfg = ServerConfig::default();
+            cfg.mqtt.listen = addr;
+            cfg.mqtt.listen_v5 = None;
+            let consumers = cfg.consumers.clone();
+            let server = match Server::start(cfg) {
+                Ok(s) => s,
+                // Another process took the port between the probe and the bind.
+                Err(e @ ServerError::Bind { .. }) => {
+                    last = e.to_string();
+                    continue;
+                }
+                Err(e) => return Err(format!("telering server: {e}")),
+            };
+            let recorder = Arc::new(Recorder::default());
+            let shared = Shared::new();
+            let alerts = shared.alerts.clone();
+            let tap = {
+                let recorder = recorder.clone();
+                Box::new(move |r: &telering::Record<Reading>| {
+                    recorder.record(now_us(), Some(r.value.ts_us))
+                })
+            };
+            // The consumer groups exactly as `telering serve` runs them.
+            let runtime = consumers::start(server.engine(), &consumers, &shared, Some(tap))
+                .map_err(|e| format!("telering consumers: {e}"))?;
+            return Ok(Self {
+                server,
+                runtime,
+                recorder,
+                alerts,
+                addr,
+                base: Detail::default(),
+            });
+        }
+        Err(format!(
+            "telering server: no free port in 5 attempts ({last})"
+        ))
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    pub fn pinning(&self) -> String {
+        self.runtime.pinning().describe()
+    }
+
+    fn cumulative(&self) -> Detail {
+        let s = self.server.stats();
+        let engine = self.server.engine();
+        let delivered = |g: &str| engine.group_stats(g).map_or(0, |s| s.delivered);
+        Detail {
+            bridge_received: s.received,
+            accepted: s.accepted,
+            dead_lettered: s.dead_lettered,
+            records: s.records,
+            rejected: s.rejected,
+            dropped_by_broker: s.dropped_by_broker,
+            delivered_alerts: delivered("alerts"),
+            delivered_stats: delivered("stats"),
+            alerts_raised: self.alerts.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records handed to the group that has received the fewest.
+    pub fn slowest_group(&self) -> u64 {
+        let c = self.cumulative();
+        (c.delivered_alerts - self.base.delivered_alerts)
+            .min(c.delivered_stats - self.base.delivered_stats)
+    }
+
+    /// Starts a run: the counters of [`Telering::detail`] restart at 0.
+    pub fn begin(&mut self) {
+        self.recorder.reset();
+        self.base = self.cumulative();
+    }
+
+    /// The counters since [`Telering::begin`].
+    pub fn detail(&self) -> Detail {
+        let c = self.cumulative();
+        let b = &self.base;
+        Detail {
+            bridge_received: c.bridge_received - b.bridge_received,
+            accepted: c.accepted - b.accepted,
+            dead_lettered: c.dead_lettered - b.dead_lettered,
+            records: c.records - b.records,
+            rejected: c.rejected - b.rejected,
+            dropped_by_broker: c.dropped_by_broker - b.dropped_by_broker,
+            delivered_alerts: c.delivered_alerts - b.delivered_alerts,
+            delivered_stats: c.delivered_stats - b.delivered_stats,
+            alerts_raised: c.alerts_raised - b.alerts_raised,
+        }
+    }
+
+    /// Drains the broker link, then the consumers (both bounded).
+    pub fn stop(self) -> Final {
+        let pinning = self.pinning();
+        let ingest = self.server.shutdown();
+        let report = self.runtime.shutdown(Shutdown::Drain);
+        Final {
+            ingest,
+            handled: report
+                .groups
+                .iter()
+                .map(|(g, r)| (g.clone(), r.handled))
+                .collect(),
+            missed: report
+                .groups
+                .iter()
+                .map(|(g, r)| (g.clone(), r.missed))
+                .collect(),
+            handler_panics: report.groups.values().map(|g| g.panics).sum(),
+            pinning,
+        }
+    }
+}
