@@ -1,0 +1,85 @@
+//! Engine-API throughput against peer queues, criterion.
+//!
+//! Groups:
+//! - `publish_to_poll`: one topic with one partition and one cluster-group
+//!   member, `Producer::send_to` (one record) and `send_batch_to` (256) to
+//!   `Consumer::poll`, next to the bare ring (`ring::spsc`) it is built on;
+//! - `broadcast_1to2`: a broadcast group of two members (both read every
+//!   record) against disruptor with two handlers, two rtrb rings and two
+//!   crossbeam channels fed by the producer;
+//! - `cluster_1to2`: a cluster group of two members over two partitions
+//!   (each record to one member) against disruptor handlers sharding by
+//!   sequence, two rtrb rings, one crossbeam channel with two receivers and
+//!   one `ArrayQueue` with two consumers.
+//!
+//! Same record (32-byte `Reading`), capacity (64 Ki) and pinning as
+//! `benches/ring.rs`. With more busy threads than cores (3 on a 2-core
+//! machine) every system waits spin-then-yield and the run is oversubscribed:
+//! the figures then measure the scheduler as much as the queue.
+//!
+//! `cargo bench --bench engine` (about a minute and a half).
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+#[allow(dead_code)]
+#[path = "../tools/bench/scenarios.rs"]
+mod scenarios;
+
+use scenarios::{Kind, Pins, Scenario};
+
+fn bench_scenario(c: &mut Criterion, pins: &Pins, scenario: &Scenario) {
+    let mut group = c.benchmark_group(scenario.id);
+    group.throughput(Throughput::Elements(1));
+    for system in &scenario.systems {
+        group.bench_function(system.name, |b| {
+            b.iter_custom(|records| (system.run)(records, pins))
+        });
+    }
+    group.finish();
+}
+
+fn engine(c: &mut Criterion) {
+    // The core list first, before any thread is pinned.
+    let pins = Pins::take();
+    eprintln!("pinning: {}", pins.describe(3));
+    let all = scenarios::all();
+    let find = |id: &str| {
+        all.iter()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("scenario {id}"))
+    };
+
+    // publish-to-poll: the engine rows of the SPSC scenarios, plus the ring.
+    let single = find("spsc_single");
+    let batch = find("spsc_batch");
+    let mut group = c.benchmark_group("publish_to_poll");
+    group.throughput(Throughput::Elements(1));
+    for (label, s) in [("single", single), ("batch256", batch)] {
+        for system in s
+            .systems
+            .iter()
+            .filter(|sys| matches!(sys.kind, Kind::Engine | Kind::Ring))
+        {
+            group.bench_function(format!("{}/{label}", system.name), |b| {
+                b.iter_custom(|records| (system.run)(records, &pins))
+            });
+        }
+    }
+    group.finish();
+
+    for id in ["broadcast_1to2", "cluster_1to2"] {
+        bench_scenario(c, &pins, find(id));
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = engine
+}
+criterion_main!(benches);

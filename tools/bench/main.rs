@@ -1,0 +1,830 @@
+//! Quick comparison of telering with peer queues, without criterion.
+//!
+//! `cargo run --release --example bench -- [--quick] [--json] [--records N]
+//! [--rate R] [--out DIR] [--no-latency]`
+//!
+//! In one run it measures
+//! - the floors of this machine: core-to-core one-way latency (pinned atomic
+//!   ping-pong), memcpy bandwidth over a ring-sized (2 MiB) buffer, and the
+//!   cost of a clock read;
+//! - throughput, M records/s, of the same scenarios as the criterion benches
+//!   (`benches/ring.rs`, `benches/engine.rs`; shared code in `scenarios.rs`),
+//!   interleaving the systems over several runs and reporting the median;
+//! - one-way latency at a fixed rate with coordinated-omission correction for
+//!   each telering wait strategy and the peers (`latency.rs`), written as
+//!   `.hgrm` percentile distributions and a percentile plot (`plot.rs`);
+//! - and whether the performance targets were met.
+//!
+//! Systems are compared as ratios within the run: the machine is shared, so
+//! absolute figures move between runs.
+
+mod floors;
+mod latency;
+mod plot;
+// Shared with the criterion benches, which use parts this tool does not.
+#[allow(dead_code)]
+mod scenarios;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use serde_json::{json, Map, Value};
+use telering::WaitStrategy;
+
+use floors::{median, Floors, RING_BYTES};
+use latency::{LatConfig, LatResult, LatSystem, PERCENTILES};
+use scenarios::{Kind, Pins, Scenario, System, CAPACITY};
+
+/// Bytes per record.
+const RECORD_BYTES: usize = std::mem::size_of::<telering::Reading>();
+
+/// Throughput target: telering ≥ this × the best peer (SPSC single and batch).
+const TARGET_RATIO: f64 = 1.25;
+/// Latency target: busy-spin p50 ≤ this × the core-to-core floor.
+const TARGET_P50_FLOORS: f64 = 2.0;
+/// Latency target: busy-spin p99.9 below this, ns.
+const TARGET_P999_NS: f64 = 1000.0;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench",
+    about = "telering vs disruptor, rtrb, crossbeam and std queues: throughput, floors, latency",
+    long_about = None
+)]
+struct Args {
+    /// Print one JSON object on stdout (the human-readable report goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// A very short run for CI smoke tests (about 5 s).
+    #[arg(long)]
+    quick: bool,
+    /// Records per throughput run. Default: sized per system from a
+    /// calibration run so that each run takes about 0.25 s (0.03 s with --quick).
+    #[arg(long)]
+    records: Option<u64>,
+    /// Runs per system, interleaved across systems; the report shows the median
+    /// [default: 3, or 1 with --quick].
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Publish rate of the latency runs, messages per second.
+    #[arg(long, default_value_t = 1_000_000.0)]
+    rate: f64,
+    /// Seconds per latency run [default: 1, or 0.2 with --quick].
+    #[arg(long)]
+    latency_secs: Option<f64>,
+    /// Directory for the .hgrm files and latency.svg.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// Skip the latency runs.
+    #[arg(long)]
+    no_latency: bool,
+    /// Only the throughput scenarios whose id contains this (e.g. `spsc`);
+    /// `SCENARIO/SYSTEM` also keeps only that system (e.g. `spsc_single/telering`).
+    #[arg(long)]
+    only: Option<String>,
+}
+
+/// One system's runs in one scenario.
+struct Row {
+    system: System,
+    /// Records per measured run.
+    records: u64,
+    mrps: Vec<f64>,
+}
+
+impl Row {
+    fn median(&self) -> f64 {
+        median(&mut self.mrps.clone())
+    }
+    fn min(&self) -> f64 {
+        self.mrps.iter().copied().fold(f64::INFINITY, f64::min)
+    }
+    fn max(&self) -> f64 {
+        self.mrps.iter().copied().fold(0.0, f64::max)
+    }
+}
+
+struct ScenarioResult {
+    scenario: Scenario,
+    rows: Vec<Row>,
+}
+
+impl ScenarioResult {
+    /// The telering row compared with the peers: the ring core where the
+    /// scenario has it, else the engine.
+    fn telering(&self) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.system.kind == Kind::Ring)
+            .or_else(|| self.rows.iter().find(|r| r.system.kind == Kind::Engine))
+    }
+
+    fn best_peer(&self) -> Option<&Row> {
+        self.rows
+            .iter()
+            .filter(|r| r.system.kind == Kind::Peer)
+            .max_by(|a, b| a.median().total_cmp(&b.median()))
+    }
+
+    fn ratio(&self) -> Option<f64> {
+        Some(self.telering()?.median() / self.best_peer()?.median())
+    }
+
+    fn oversubscribed(&self, pins: &Pins) -> bool {
+        pins.oversubscribed(self.scenario.threads)
+    }
+}
+
+/// A target and how it went.
+struct Target {
+    name: String,
+    value: Option<f64>,
+    unit: &'static str,
+    met: Option<bool>,
+    detail: String,
+}
+
+fn main() -> ExitCode {
+    // The core list first, before any thread is pinned.
+    let pins = Pins::take();
+    let args = Args::parse();
+    let started = Instant::now();
+    let quick = args.quick;
+    let run_secs = if quick { 0.03 } else { 0.25 };
+    let calibration = if quick { 100_000 } else { 500_000 };
+    let reps = args.reps.unwrap_or(if quick { 1 } else { 3 }).max(1);
+    let latency_secs = args.latency_secs.unwrap_or(if quick { 0.2 } else { 1.0 });
+    if !(args.rate > 0.0 && args.rate.is_finite()) {
+        eprintln!("error: --rate must be a positive number of messages per second");
+        return ExitCode::FAILURE;
+    }
+
+    let mut report = String::new();
+    let machine = cpu_model().unwrap_or_else(|| "unknown CPU".to_owned());
+    eprintln!(
+        "telering bench: {} cores ({machine}); {}",
+        pins.cores(),
+        pins.describe(2)
+    );
+
+    // ----- floors -----
+    eprintln!("measuring floors (core-to-core ping-pong, memcpy 2 MiB, clock) ...");
+    let fl = floors::measure(&pins, quick);
+
+    // ----- throughput -----
+    let (only_scenario, only_system) = match args.only.as_deref() {
+        Some(o) => match o.split_once('/') {
+            Some((sc, sys)) => (Some(sc), Some(sys)),
+            None => (Some(o), None),
+        },
+        None => (None, None),
+    };
+    let mut results: Vec<ScenarioResult> = std::iter::once(scenarios::base())
+        .chain(scenarios::all())
+        .filter(|s| s.id == "base" || only_scenario.is_none_or(|o| s.id.contains(o)))
+        .map(|s| match only_system {
+            Some(name) if s.id != "base" => s.only(|sys| sys.name == name),
+            _ => s,
+        })
+        .filter(|s| !s.systems.is_empty())
+        .map(|s| ScenarioResult {
+            rows: s
+                .systems
+                .iter()
+                .map(|&system| Row {
+                    system,
+                    records: 0,
+                    mrps: Vec::new(),
+                })
+                .collect(),
+            scenario: s,
+        })
+        .collect();
+    // Size each system's runs: a calibration run (also the warm-up, not
+    // counted) gives its rate, and a run then lasts about `run_secs`.
+    eprint!("calibrating");
+    for res in results.iter_mut() {
+        for row in res.rows.iter_mut() {
+            row.records = match args.records {
+                Some(n) => n.max(1),
+                None => {
+                    let t = (row.system.run)(calibration, &pins);
+                    let rate = calibration as f64 / t.as_secs_f64();
+                    ((rate * run_secs) as u64).clamp(calibration, 200_000_000)
+                }
+            };
+            eprint!(".");
+        }
+    }
+    eprintln!();
+    for rep in 0..reps {
+        for res in results.iter_mut() {
+            eprint!("run {}/{reps} {:<15}", rep + 1, res.scenario.id);
+            for row in res.rows.iter_mut() {
+                let t = (row.system.run)(row.records, &pins);
+                let mrps = row.records as f64 / t.as_secs_f64() / 1e6;
+                row.mrps.push(mrps);
+                eprint!(" {} {mrps:.1}", row.system.name);
+            }
+            eprintln!();
+        }
+    }
+
+    // ----- latency -----
+    let mut lat: Vec<LatResult> = Vec::new();
+    let mut files: Vec<PathBuf> = Vec::new();
+    let mut plot_path: Option<PathBuf> = None;
+    let count = ((args.rate * latency_secs) as u64).max(1000);
+    let lat_cfg = LatConfig {
+        rate: args.rate,
+        count,
+        warmup: (count / 10).min(100_000),
+    };
+    if !args.no_latency {
+        eprintln!(
+            "latency: {} messages at {:.2} M msg/s per system ({} warm-up not recorded) ...",
+            lat_cfg.count,
+            lat_cfg.rate / 1e6,
+            lat_cfg.warmup
+        );
+        for system in LatSystem::all() {
+            let r = latency::run(system, &lat_cfg, &pins);
+            eprintln!(
+                "  {:<28} p50 {} p99.9 {} max {}",
+                system.name(),
+                r.at(50.0),
+                r.at(99.9),
+                r.hist.max()
+            );
+            lat.push(r);
+        }
+        match write_latency_files(&args.out, &lat, &lat_cfg, &fl) {
+            Ok((hgrm, svg)) => {
+                files = hgrm;
+                plot_path = Some(svg);
+            }
+            Err(e) => eprintln!("warning: could not write the latency files: {e}"),
+        }
+    }
+
+    // ----- report -----
+    let targets = evaluate_targets(&results, &lat, &fl);
+    write_report(
+        &mut report,
+        &pins,
+        &machine,
+        &fl,
+        &results,
+        reps,
+        &lat,
+        &lat_cfg,
+        &targets,
+        plot_path.as_deref(),
+        &files,
+    );
+    let _ = writeln!(
+        report,
+        "\n(total {:.1} s; the machine is shared and noisy: compare ratios within one run)",
+        started.elapsed().as_secs_f64()
+    );
+    if args.json {
+        eprint!("{report}");
+        let v = to_json(
+            &pins,
+            &machine,
+            quick,
+            reps,
+            &fl,
+            &results,
+            &lat,
+            &lat_cfg,
+            &targets,
+            plot_path.as_deref(),
+            &files,
+        );
+        println!("{v}");
+    } else {
+        print!("{report}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_owned())
+}
+
+fn write_latency_files(
+    out: &Path,
+    lat: &[LatResult],
+    cfg: &LatConfig,
+    fl: &Floors,
+) -> Result<(Vec<PathBuf>, PathBuf), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(out)?;
+    let mut files = Vec::new();
+    for r in lat {
+        let path = out.join(format!("latency-{}.hgrm", r.system.slug()));
+        latency::write_hgrm(&path, &r.hist)?;
+        files.push(path);
+    }
+    let svg = out.join("latency.svg");
+    let title = format!(
+        "one-way latency at {:.2} M msg/s, 32-byte records, 64 Ki slots (coordinated-omission corrected)",
+        cfg.rate / 1e6
+    );
+    plot::percentile_svg(&svg, &title, lat, Some(fl.c2c_one_way_ns))?;
+    Ok((files, svg))
+}
+
+fn latency_of(lat: &[LatResult], system: LatSystem) -> Option<&LatResult> {
+    lat.iter().find(|r| r.system == system)
+}
+
+fn evaluate_targets(results: &[ScenarioResult], lat: &[LatResult], fl: &Floors) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for id in ["spsc_single", "spsc_batch"] {
+        let name = format!("{id}: telering ≥ {TARGET_RATIO}× the best peer");
+        let Some(res) = results.iter().find(|r| r.scenario.id == id) else {
+            targets.push(Target {
+                name,
+                value: None,
+                unit: "×",
+                met: None,
+                detail: "not measured in this run".to_owned(),
+            });
+            continue;
+        };
+        let (Some(ratio), Some(peer)) = (res.ratio(), res.best_peer()) else {
+            continue;
+        };
+        let met = ratio >= TARGET_RATIO;
+        let detail = if met {
+            format!(
+                "{ratio:.2}× {} ({:.1} vs {:.1} M rec/s): met, {:.0} % above the target",
+                peer.system.name,
+                res.telering().map_or(0.0, Row::median),
+                peer.median(),
+                (ratio / TARGET_RATIO - 1.0) * 100.0
+            )
+        } else {
+            format!(
+                "{ratio:.2}× {} ({:.1} vs {:.1} M rec/s): missed by {:.0} % (telering needs {:.2}× its throughput)",
+                peer.system.name,
+                res.telering().map_or(0.0, Row::median),
+                peer.median(),
+                (1.0 - ratio / TARGET_RATIO) * 100.0,
+                TARGET_RATIO / ratio
+            )
+        };
+        targets.push(Target {
+            name,
+            value: Some(ratio),
+            unit: "×",
+            met: Some(met),
+            detail,
+        });
+    }
+    let busy = latency_of(lat, LatSystem::Ring(WaitStrategy::BusySpin));
+    let p50_name =
+        format!("one-way p50 under BusySpin ≤ {TARGET_P50_FLOORS}× the core-to-core floor");
+    let p999_name = format!("one-way p99.9 under BusySpin < {TARGET_P999_NS:.0} ns");
+    match busy {
+        Some(r) => {
+            let p50 = r.at(50.0) as f64;
+            let x = p50 / fl.c2c_one_way_ns;
+            let limit = TARGET_P50_FLOORS * fl.c2c_one_way_ns;
+            targets.push(Target {
+                name: p50_name,
+                value: Some(x),
+                unit: "× floor",
+                met: Some(x <= TARGET_P50_FLOORS),
+                detail: if x <= TARGET_P50_FLOORS {
+                    format!(
+                        "p50 {p50:.0} ns = {x:.2}× the {:.1} ns floor: met, {:.0} ns to spare",
+                        fl.c2c_one_way_ns,
+                        limit - p50
+                    )
+                } else {
+                    format!(
+                        "p50 {p50:.0} ns = {x:.2}× the {:.1} ns floor: missed by {:.0} ns ({:.0} % over the {limit:.0} ns limit)",
+                        fl.c2c_one_way_ns,
+                        p50 - limit,
+                        (p50 / limit - 1.0) * 100.0
+                    )
+                },
+            });
+            let p999 = r.at(99.9) as f64;
+            targets.push(Target {
+                name: p999_name,
+                value: Some(p999),
+                unit: "ns",
+                met: Some(p999 < TARGET_P999_NS),
+                detail: if p999 < TARGET_P999_NS {
+                    format!(
+                        "p99.9 {p999:.0} ns: met, {:.0} ns to spare",
+                        TARGET_P999_NS - p999
+                    )
+                } else {
+                    format!(
+                        "p99.9 {p999:.0} ns: missed by {:.0} ns ({:.1}× the limit)",
+                        p999 - TARGET_P999_NS,
+                        p999 / TARGET_P999_NS
+                    )
+                },
+            });
+        }
+        None => {
+            for name in [p50_name, p999_name] {
+                targets.push(Target {
+                    name,
+                    value: None,
+                    unit: "",
+                    met: None,
+                    detail: "latency not measured (--no-latency)".to_owned(),
+                });
+            }
+        }
+    }
+    targets
+}
+
+/// telering's throughput as a fraction of memcpy bandwidth (records × 32 B).
+fn memcpy_fraction(mrps: f64, fl: &Floors) -> f64 {
+    mrps * 1e6 * RECORD_BYTES as f64 / fl.memcpy_bytes_per_s
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_report(
+    out: &mut String,
+    pins: &Pins,
+    machine: &str,
+    fl: &Floors,
+    results: &[ScenarioResult],
+    reps: usize,
+    lat: &[LatResult],
+    lat_cfg: &LatConfig,
+    targets: &[Target],
+    plot_path: Option<&Path>,
+    files: &[PathBuf],
+) {
+    let w = out;
+    let _ = writeln!(
+        w,
+        "\n== telering bench: {} cores ({machine}), {} ==",
+        pins.cores(),
+        if pins.enabled() {
+            "threads pinned, producer and consumer on different cores"
+        } else {
+            "fewer than 2 cores: threads UNPINNED"
+        }
+    );
+    let _ = writeln!(
+        w,
+        "record {RECORD_BYTES} B (telering::Reading), {} Ki slots for every queue; median of {reps} interleaved run(s)",
+        CAPACITY / 1024
+    );
+    let _ = writeln!(w, "\n-- floors --");
+    let _ = writeln!(w, "(best of the runs; noise only slows a run down)");
+    let _ = writeln!(
+        w,
+        "core-to-core one-way  {:8.1} ns   (pinned atomic ping-pong, round trip / 2; median {:.1}; {} runs of {} round trips: {})",
+        fl.c2c_one_way_ns,
+        fl.c2c_median_ns,
+        fl.c2c_runs.len(),
+        fl.c2c_round_trips,
+        list(&fl.c2c_runs, 1)
+    );
+    let _ = writeln!(
+        w,
+        "memcpy {} MiB         {:8.1} GB/s (= {:.0} M records/s of 32 B; median {:.1}; runs {})",
+        RING_BYTES >> 20,
+        fl.memcpy_bytes_per_s / 1e9,
+        fl.memcpy_bytes_per_s / RECORD_BYTES as f64 / 1e6,
+        fl.memcpy_median_bytes_per_s / 1e9,
+        list(
+            &fl.memcpy_runs.iter().map(|b| b / 1e9).collect::<Vec<_>>(),
+            1
+        )
+    );
+    let _ = writeln!(
+        w,
+        "Instant::now()        {:8.1} ns   (in every latency sample: one read at each end)",
+        fl.clock_ns
+    );
+
+    let _ = writeln!(w, "\n-- throughput, M records/s --");
+    for res in results {
+        let s = &res.scenario;
+        let over = res.oversubscribed(pins);
+        let _ = writeln!(
+            w,
+            "\n{} — {} [{} threads: {}{}]",
+            s.id,
+            s.title,
+            s.threads,
+            pins.describe(s.threads),
+            if over {
+                "; OVERSUBSCRIBED: more busy threads than cores, figures measure the scheduler as much as the queue"
+            } else {
+                ""
+            },
+        );
+        let tele = res.telering().map(Row::median);
+        let _ = writeln!(
+            w,
+            "  {:<21} {:>9} {:>15} {:>11} {:>10}  api",
+            "system", "M rec/s", "min..max", "vs telering", "records"
+        );
+        for row in &res.rows {
+            let m = row.median();
+            let vs = match tele {
+                Some(t) if row.system.kind != Kind::Base => format!("{:.2}×", m / t),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                w,
+                "  {:<21} {:>9.1} {:>15} {:>11} {:>10}  {}",
+                row.system.name,
+                m,
+                format!("{:.1}..{:.1}", row.min(), row.max()),
+                vs,
+                row.records,
+                row.system.api
+            );
+        }
+        if let (Some(t), Some(p), Some(ratio)) = (res.telering(), res.best_peer(), res.ratio()) {
+            let _ = writeln!(
+                w,
+                "  => {} / best peer ({} {:.1}) = {ratio:.2}×{}",
+                t.system.name,
+                p.system.name,
+                p.median(),
+                if over { "  (oversubscribed)" } else { "" }
+            );
+        }
+        if s.id == "base" {
+            let m = res.rows[0].median();
+            let _ = writeln!(
+                w,
+                "  (the harness alone: {:.1} M handoffs/s, {:.2} ns each)",
+                m,
+                1e3 / m
+            );
+        }
+    }
+
+    let _ = writeln!(w, "\n-- against the floors --");
+    for id in ["spsc_single", "spsc_batch"] {
+        if let Some(res) = results.iter().find(|r| r.scenario.id == id) {
+            if let Some(t) = res.telering() {
+                let m = t.median();
+                let _ = write!(
+                    w,
+                    "{id}: telering {m:.1} M rec/s × 32 B = {:.2} GB/s = {:.3} of memcpy bandwidth",
+                    m * 1e6 * RECORD_BYTES as f64 / 1e9,
+                    memcpy_fraction(m, fl)
+                );
+                if let Some(p) = res.best_peer() {
+                    let _ = write!(
+                        w,
+                        " (best peer {}: {:.3})",
+                        p.system.name,
+                        memcpy_fraction(p.median(), fl)
+                    );
+                }
+                let _ = writeln!(w);
+            }
+        }
+    }
+    if let Some(r) = latency_of(lat, LatSystem::Ring(WaitStrategy::BusySpin)) {
+        let _ = writeln!(
+            w,
+            "latency: telering ring BusySpin p50 {} ns = {:.2}× the core-to-core floor ({:.1} ns)",
+            r.at(50.0),
+            r.at(50.0) as f64 / fl.c2c_one_way_ns,
+            fl.c2c_one_way_ns
+        );
+    }
+    if let Some(r) = latency_of(lat, LatSystem::Base) {
+        let _ = writeln!(
+            w,
+            "         harness alone (atomic handoff) p50 {} ns = {:.2}× the floor: the best any queue can show here",
+            r.at(50.0),
+            r.at(50.0) as f64 / fl.c2c_one_way_ns
+        );
+    }
+
+    if !lat.is_empty() {
+        let _ = writeln!(
+            w,
+            "\n-- one-way latency, ns, at {:.2} M msg/s ({} samples each after {} warm-up; from the scheduled send time, coordinated-omission corrected) --",
+            lat_cfg.rate / 1e6,
+            lat_cfg.count - lat_cfg.warmup,
+            lat_cfg.warmup
+        );
+        let _ = write!(w, "  {:<28}", "system");
+        for (_, name) in PERCENTILES {
+            let _ = write!(w, " {name:>8}");
+        }
+        let _ = writeln!(w, " {:>10} {:>11}", "max", "p50/floor");
+        for r in lat {
+            let _ = write!(w, "  {:<28}", r.system.name());
+            for (p, _) in PERCENTILES {
+                let _ = write!(w, " {:>8}", r.at(p));
+            }
+            let _ = writeln!(
+                w,
+                " {:>10} {:>10.2}×",
+                r.hist.max(),
+                r.at(50.0) as f64 / fl.c2c_one_way_ns
+            );
+        }
+        if let Some(p) = plot_path {
+            let _ = writeln!(w, "  plot: {}", p.display());
+        }
+        if let Some(dir) = files.first().and_then(|f| f.parent()) {
+            let _ = writeln!(
+                w,
+                "  percentile distributions (.hgrm, values in ns): {}/latency-*.hgrm ({} files)",
+                dir.display(),
+                files.len()
+            );
+        }
+    }
+
+    let _ = writeln!(
+        w,
+        "\n-- targets (benchmark results on this machine, not tests) --"
+    );
+    for t in targets {
+        let tag = match t.met {
+            Some(true) => "MET ",
+            Some(false) => "MISS",
+            None => " -- ",
+        };
+        let _ = writeln!(w, "  [{tag}] {}: {}", t.name, t.detail);
+    }
+}
+
+fn list(v: &[f64], decimals: usize) -> String {
+    v.iter()
+        .map(|x| format!("{x:.decimals$}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn round(x: f64, decimals: i32) -> f64 {
+    let f = 10f64.powi(decimals);
+    (x * f).round() / f
+}
+
+#[allow(clippy::too_many_arguments)]
+fn to_json(
+    pins: &Pins,
+    machine: &str,
+    quick: bool,
+    reps: usize,
+    fl: &Floors,
+    results: &[ScenarioResult],
+    lat: &[LatResult],
+    lat_cfg: &LatConfig,
+    targets: &[Target],
+    plot_path: Option<&Path>,
+    files: &[PathBuf],
+) -> Value {
+    let mut mrps = Map::new();
+    let mut ratios = Map::new();
+    let mut scenarios = Map::new();
+    for res in results {
+        let s = &res.scenario;
+        let mut systems = Map::new();
+        let mut detail = Map::new();
+        for row in &res.rows {
+            systems.insert(row.system.name.to_owned(), json!(round(row.median(), 2)));
+            detail.insert(
+                row.system.name.to_owned(),
+                json!({
+                    "mrps": round(row.median(), 2),
+                    "runs_mrps": row.mrps.iter().map(|m| round(*m, 2)).collect::<Vec<_>>(),
+                    "records_per_run": row.records,
+                    "api": row.system.api,
+                    "kind": format!("{:?}", row.system.kind).to_lowercase(),
+                }),
+            );
+        }
+        mrps.insert(s.id.to_owned(), Value::Object(systems));
+        let ratio = res.ratio().map(|r| round(r, 3));
+        if s.id != "base" {
+            ratios.insert(s.id.to_owned(), json!(ratio));
+        }
+        scenarios.insert(
+            s.id.to_owned(),
+            json!({
+                "title": s.title,
+                "threads": s.threads,
+                "oversubscribed": res.oversubscribed(pins),
+                "telering": res.telering().map(|r| r.system.name),
+                "best_peer": res.best_peer().map(|r| r.system.name),
+                "ratio_telering_to_best_peer": ratio,
+                "systems": detail,
+            }),
+        );
+    }
+    let mut vs_floors = Map::new();
+    for id in ["spsc_single", "spsc_batch"] {
+        if let Some(t) = results
+            .iter()
+            .find(|r| r.scenario.id == id)
+            .and_then(|r| r.telering())
+        {
+            vs_floors.insert(
+                format!("{id}_fraction_of_memcpy"),
+                json!(round(memcpy_fraction(t.median(), fl), 4)),
+            );
+        }
+    }
+    let mut latency = Map::new();
+    for r in lat {
+        let mut m = Map::new();
+        for (p, name) in PERCENTILES {
+            m.insert(name.to_owned(), json!(r.at(p)));
+        }
+        m.insert("max".into(), json!(r.hist.max()));
+        m.insert("mean".into(), json!(round(r.hist.mean(), 1)));
+        m.insert("count".into(), json!(r.hist.len()));
+        m.insert(
+            "p50_x_floor".into(),
+            json!(round(r.at(50.0) as f64 / fl.c2c_one_way_ns, 3)),
+        );
+        latency.insert(r.system.name(), Value::Object(m));
+    }
+    if let Some(r) = latency_of(lat, LatSystem::Ring(WaitStrategy::BusySpin)) {
+        vs_floors.insert(
+            "busyspin_p50_x_core_to_core".into(),
+            json!(round(r.at(50.0) as f64 / fl.c2c_one_way_ns, 3)),
+        );
+    }
+    let oversubscribed: Vec<&str> = results
+        .iter()
+        .filter(|r| r.oversubscribed(pins))
+        .map(|r| r.scenario.id)
+        .collect();
+    json!({
+        "cores": pins.cores(),
+        "cpu": machine,
+        "pinned": pins.enabled(),
+        "oversubscribed_scenarios": oversubscribed,
+        "note": if oversubscribed.is_empty() {
+            "every busy thread has its own core".to_owned()
+        } else {
+            format!(
+                "{} cores: scenarios with more busy threads than cores ({}) are oversubscribed; their waits spin then yield",
+                pins.cores(),
+                oversubscribed.join(", ")
+            )
+        },
+        "quick": quick,
+        "reps": reps,
+        "record_bytes": RECORD_BYTES,
+        "capacity": CAPACITY,
+        "throughput_mrps": mrps,
+        "ratio_telering_to_best_peer": ratios,
+        "scenarios": scenarios,
+        "floors": {
+            "method": "best of several runs (median also given)",
+            "core_to_core_one_way_ns": round(fl.c2c_one_way_ns, 2),
+            "core_to_core_median_ns": round(fl.c2c_median_ns, 2),
+            "core_to_core_runs_ns": fl.c2c_runs.iter().map(|x| round(*x, 2)).collect::<Vec<_>>(),
+            "memcpy_2mib_gb_per_s": round(fl.memcpy_bytes_per_s / 1e9, 2),
+            "memcpy_2mib_median_gb_per_s": round(fl.memcpy_median_bytes_per_s / 1e9, 2),
+            "memcpy_runs_gb_per_s": fl.memcpy_runs.iter().map(|x| round(x / 1e9, 2)).collect::<Vec<_>>(),
+            "clock_read_ns": round(fl.clock_ns, 2),
+        },
+        "vs_floors": vs_floors,
+        "latency": {
+            "rate_per_s": lat_cfg.rate,
+            "messages": lat_cfg.count,
+            "warmup": lat_cfg.warmup,
+            "unit": "ns",
+            "coordinated_omission": "recorded from the scheduled send time",
+            "systems": latency,
+        },
+        "targets": targets.iter().map(|t| json!({
+            "name": t.name,
+            "value": t.value.map(|v| round(v, 3)),
+            "unit": t.unit,
+            "met": t.met,
+            "detail": t.detail,
+        })).collect::<Vec<_>>(),
+        "files": {
+            "plot": plot_path.map(|p| p.display().to_string()),
+            "hgrm": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        },
+    })
+}
