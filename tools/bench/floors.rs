@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
-use crate::scenarios::{run_pinned, Idle, Job, Pins, CAPACITY};
+use crate::scenarios::{job, run_pinned, Idle, Pins, CAPACITY};
 
 /// Bytes of one ring's records: 64 Ki slots × 32 bytes = 2 MiB.
 pub const RING_BYTES: usize = CAPACITY * std::mem::size_of::<telering::Reading>();
@@ -72,6 +72,14 @@ pub fn measure(pins: &Pins, quick: bool) -> Floors {
     }
 }
 
+/// A quick second core-to-core measurement (best of 3 short runs), to see
+/// whether the vCPUs moved while the benchmark ran.
+pub fn recheck_c2c(pins: &Pins) -> f64 {
+    (0..3)
+        .map(|_| ping_pong(pins, 20_000))
+        .fold(f64::INFINITY, f64::min)
+}
+
 /// Median (sorts `v`).
 pub fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
@@ -106,14 +114,14 @@ fn ping_pong(pins: &Pins, round_trips: u64) -> f64 {
     let (t, _) = run_pinned(
         pins,
         vec![
-            Box::new(|| {
+            job(|| {
                 for i in 0..round_trips {
                     cell.store(2 * i + 1, Ordering::Release);
                     wait_for(2 * i + 2);
                 }
                 0u64
-            }) as Job<'_, u64>,
-            Box::new(|| {
+            }),
+            job(|| {
                 for i in 0..round_trips {
                     wait_for(2 * i + 1);
                     cell.store(2 * i + 2, Ordering::Release);
@@ -129,7 +137,7 @@ fn ping_pong(pins: &Pins, round_trips: u64) -> f64 {
 fn memcpy(pins: &Pins, copies: usize) -> f64 {
     let (_, mut out) = run_pinned(
         pins,
-        vec![Box::new(|| {
+        vec![job(|| {
             let src = vec![0x5au8; RING_BYTES];
             let mut dst = vec![0u8; RING_BYTES];
             dst.copy_from_slice(&src); // fault the pages in, warm the caches
@@ -139,7 +147,7 @@ fn memcpy(pins: &Pins, copies: usize) -> f64 {
                 black_box(&mut dst);
             }
             (RING_BYTES * copies) as f64 / start.elapsed().as_secs_f64()
-        }) as Job<'_, f64>],
+        })],
     );
     out.pop().expect("one job")
 }

@@ -24,7 +24,7 @@ use hdrhistogram::Histogram;
 use telering::ring::{self, OverflowPolicy};
 use telering::{ConsumerConfig, Engine, Reading, TopicConfig, WaitStrategy};
 
-use crate::scenarios::{run_pinned, template, Job, Pins, CAPACITY, READ_MAX};
+use crate::scenarios::{job, run_pinned, template, Pins, CAPACITY, READ_MAX};
 
 /// Highest latency the histograms track: 60 s, in ns.
 const HIGHEST_NS: u64 = 60_000_000_000;
@@ -32,10 +32,15 @@ const HIGHEST_NS: u64 = 60_000_000_000;
 /// A system measured for latency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LatSystem {
-    /// The harness alone: the scheduled time handed over in one atomic.
+    /// The harness alone: the scheduled time handed over in one atomic (an
+    /// ideal zero-cost queue; messages a stall overwrote are counted as
+    /// delivered at the next one).
     Base,
     /// telering ring: `spsc` + `Reader::wait(strategy)` + `read_with`.
     Ring(WaitStrategy),
+    /// telering ring polled without `Reader::wait`: `read_with` in a spin
+    /// loop (isolates the cost of the wait call).
+    RingPoll,
     /// telering engine: `send_to` + `Consumer::poll` with the strategy.
     Engine(WaitStrategy),
     /// rtrb `push` / spinning `pop`.
@@ -54,6 +59,7 @@ impl LatSystem {
             Self::Ring(WaitStrategy::BusySpin),
             Self::Ring(WaitStrategy::SpinYield),
             Self::Ring(WaitStrategy::Park),
+            Self::RingPoll,
             Self::Engine(WaitStrategy::BusySpin),
             Self::Engine(WaitStrategy::Park),
             Self::Disruptor,
@@ -67,6 +73,7 @@ impl LatSystem {
         match self {
             Self::Base => "base (atomic handoff)".to_owned(),
             Self::Ring(w) => format!("telering ring {w:?}"),
+            Self::RingPoll => "telering ring read_with poll".to_owned(),
             Self::Engine(w) => format!("telering engine {w:?}"),
             Self::Rtrb => "rtrb (spin pop)".to_owned(),
             Self::Disruptor => "disruptor BusySpin".to_owned(),
@@ -95,8 +102,15 @@ pub struct LatConfig {
     pub rate: f64,
     /// Messages sent.
     pub count: u64,
-    /// Messages at the start not recorded (warm-up).
+    /// Scheduled messages at the start not recorded (warm-up).
     pub warmup: u64,
+    /// Messages sent back to back before the schedule, not recorded: one lap
+    /// of the queue, so every system's buffer is faulted in and warm (rtrb's
+    /// and telering's slots are mapped lazily, disruptor's and crossbeam's
+    /// are initialised up front).
+    pub prefill: u64,
+    /// Rounds per system (each runs `count` messages; reported, not used by [`run`]).
+    pub rounds: u32,
 }
 
 /// One system's latency histogram (ns).
@@ -125,7 +139,16 @@ pub const PERCENTILES: [(f64, &str); 5] = [
 ];
 
 fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIGHEST_NS, 3).expect("histogram bounds")
+    let mut h = Histogram::new_with_bounds(1, HIGHEST_NS, 3).expect("histogram bounds");
+    // Touch every bucket once, so the counts array is faulted in now rather
+    // than during the measurement.
+    let mut v = 1;
+    while v < HIGHEST_NS {
+        h.saturating_record(v);
+        v = h.next_non_equivalent(v);
+    }
+    h.reset();
+    h
 }
 
 #[inline]
@@ -151,8 +174,12 @@ impl Recorder {
         }
     }
 
+    /// Records one message; `scheduled == 0` marks a prefill message.
     #[inline]
     fn record(&mut self, scheduled: u64) {
+        if scheduled == PREFILL {
+            return;
+        }
         let now = now_ns(self.base);
         if self.seen >= self.warmup {
             self.hist.saturating_record(now.saturating_sub(scheduled));
@@ -161,10 +188,20 @@ impl Recorder {
     }
 }
 
-/// Producer side: sends message `i` at `t0 + i / rate` with that time in
+/// `ts_us` of the prefill messages (the scheduled times are never 0).
+const PREFILL: u64 = 0;
+
+/// Producer side: first `cfg.prefill` messages back to back (`ts_us` =
+/// [`PREFILL`]), then message `i` at `t0 + i / rate` with that time in
 /// `ts_us`, spinning until it is due (and sending at once when late).
 fn produce(base: Instant, cfg: &LatConfig, mut send: impl FnMut(Reading)) {
     let tmpl = template();
+    for _ in 0..cfg.prefill {
+        send(Reading {
+            ts_us: PREFILL,
+            ..tmpl
+        });
+    }
     let period = 1e9 / cfg.rate;
     // A little head start so the consumer is surely polling.
     let t0 = now_ns(base) + 20_000;
@@ -182,6 +219,13 @@ fn produce(base: Instant, cfg: &LatConfig, mut send: impl FnMut(Reading)) {
 pub fn run(system: LatSystem, cfg: &LatConfig, pins: &Pins) -> LatResult {
     let base = Instant::now();
     let n = cfg.count;
+    // One atomic has no buffer to warm up.
+    let base_cfg = LatConfig { prefill: 0, ..*cfg };
+    let cfg = if system == LatSystem::Base {
+        &base_cfg
+    } else {
+        cfg
+    };
     let hist = match system {
         LatSystem::Base => {
             let cell = CachePadded::new(AtomicU64::new(0));
@@ -190,17 +234,28 @@ pub fn run(system: LatSystem, cfg: &LatConfig, pins: &Pins) -> LatResult {
             let (_, mut out) = run_pinned(
                 pins,
                 vec![
-                    Box::new(move || {
+                    job(move || {
                         produce(base, cfg, |r| cell.store(r.ts_us, Ordering::Release));
                         finished.store(true, Ordering::Release);
                         None
-                    }) as Job<'_, Option<Histogram<u64>>>,
-                    Box::new(move || {
+                    }),
+                    job(move || {
                         let mut rec = Recorder::new(base, cfg);
+                        let period = 1e9 / cfg.rate;
                         let mut last = 0;
                         loop {
                             let v = cell.load(Ordering::Acquire);
                             if v != last {
+                                // One atomic holds only the latest message: a
+                                // stall overwrites the ones before it. Count
+                                // them as an ideal queue would deliver them
+                                // (all now), so the tails stay comparable.
+                                if last != 0 {
+                                    let skipped = ((v - last) as f64 / period).round() as u64;
+                                    for j in (1..skipped).rev() {
+                                        rec.record(v - (j as f64 * period) as u64);
+                                    }
+                                }
                                 rec.record(v);
                                 last = v;
                             } else if finished.load(Ordering::Acquire)
@@ -217,19 +272,44 @@ pub fn run(system: LatSystem, cfg: &LatConfig, pins: &Pins) -> LatResult {
             );
             out.pop().flatten()
         }
+        LatSystem::RingPoll => {
+            let (mut w, mut r) =
+                ring::spsc::<Reading>(CAPACITY, OverflowPolicy::Block).expect("ring capacity");
+            let (_, mut out) = run_pinned(
+                pins,
+                vec![
+                    job(move || {
+                        produce(base, cfg, |v| {
+                            w.publish(v).expect("telering publish");
+                        });
+                        None
+                    }),
+                    job(move || {
+                        let mut rec = Recorder::new(base, cfg);
+                        while rec.seen < n {
+                            if r.read_with(READ_MAX, |_, v| rec.record(v.ts_us)) == 0 {
+                                spin_loop();
+                            }
+                        }
+                        Some(rec.hist)
+                    }),
+                ],
+            );
+            out.pop().flatten()
+        }
         LatSystem::Ring(wait) => {
             let (mut w, mut r) =
                 ring::spsc::<Reading>(CAPACITY, OverflowPolicy::Block).expect("ring capacity");
             let (_, mut out) = run_pinned(
                 pins,
                 vec![
-                    Box::new(move || {
+                    job(move || {
                         produce(base, cfg, |v| {
                             w.publish(v).expect("telering publish");
                         });
                         None
-                    }) as Job<'_, Option<Histogram<u64>>>,
-                    Box::new(move || {
+                    }),
+                    job(move || {
                         let mut rec = Recorder::new(base, cfg);
                         while rec.seen < n {
                             if r.wait(wait, None) {
@@ -258,13 +338,13 @@ pub fn run(system: LatSystem, cfg: &LatConfig, pins: &Pins) -> LatResult {
             let (_, mut out) = run_pinned(
                 pins,
                 vec![
-                    Box::new(move || {
+                    job(move || {
                         produce(base, cfg, |v| {
                             producer.send_to(0, v).expect("engine send_to");
                         });
                         None
-                    }) as Job<'_, Option<Histogram<u64>>>,
-                    Box::new(move || {
+                    }),
+                    job(move || {
                         let mut rec = Recorder::new(base, cfg);
                         while rec.seen < n {
                             let batch = consumer
@@ -286,7 +366,7 @@ pub fn run(system: LatSystem, cfg: &LatConfig, pins: &Pins) -> LatResult {
             let (_, mut out) = run_pinned(
                 pins,
                 vec![
-                    Box::new(move || {
+                    job(move || {
                         produce(base, cfg, |v| {
                             let mut v = v;
                             while let Err(rtrb::PushError::Full(back)) = p.push(v) {
@@ -295,8 +375,8 @@ pub fn run(system: LatSystem, cfg: &LatConfig, pins: &Pins) -> LatResult {
                             }
                         });
                         None
-                    }) as Job<'_, Option<Histogram<u64>>>,
-                    Box::new(move || {
+                    }),
+                    job(move || {
                         let mut rec = Recorder::new(base, cfg);
                         while rec.seen < n {
                             match c.pop() {
@@ -315,11 +395,11 @@ pub fn run(system: LatSystem, cfg: &LatConfig, pins: &Pins) -> LatResult {
             let (_, mut out) = run_pinned(
                 pins,
                 vec![
-                    Box::new(move || {
+                    job(move || {
                         produce(base, cfg, |v| tx.send(v).expect("receiver alive"));
                         None
-                    }) as Job<'_, Option<Histogram<u64>>>,
-                    Box::new(move || {
+                    }),
+                    job(move || {
                         let mut rec = Recorder::new(base, cfg);
                         while let Ok(v) = rx.recv() {
                             rec.record(v.ts_us);
@@ -342,7 +422,7 @@ fn disruptor_latency(base: Instant, cfg: &LatConfig, pins: &Pins) -> Option<Hist
     use disruptor::Producer as _;
     let barrier = Arc::new(Barrier::new(2));
     let out: Arc<Mutex<Option<Histogram<u64>>>> = Arc::default();
-    let last = cfg.count.max(1) as i64 - 1;
+    let last = (cfg.prefill + cfg.count).max(1) as i64 - 1;
     let init = {
         let (pins, barrier, cfg) = (pins.clone(), barrier.clone(), *cfg);
         // Pinned here, in the handler thread: the builder's `pin_at_core`

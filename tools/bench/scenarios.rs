@@ -250,6 +250,16 @@ fn share(n: u64, k: usize, j: usize) -> u64 {
 /// A thread's work: returns a checksum (or any result).
 pub type Job<'a, R> = Box<dyn FnOnce() -> R + Send + 'a>;
 
+/// Boxes a thread's work in its own cache-padded allocation. The closure
+/// holds the thread's queue handle (cursors, cached positions) and stays on
+/// the heap while it runs; without the padding the producer's and the
+/// consumer's state could share a cache line, depending on where the
+/// allocator put them, and add false sharing to one system and not another.
+pub fn job<'a, R, F: FnOnce() -> R + Send + 'a>(f: F) -> Job<'a, R> {
+    let f = CachePadded::new(f);
+    Box::new(move || CachePadded::into_inner(f)())
+}
+
 /// Runs `jobs[i]` on a thread pinned as role `i` (0 = producer), releases
 /// them together with one [`Barrier`], and returns the span from the earliest
 /// start to the latest finish with every job's result.
@@ -292,13 +302,13 @@ pub fn base_handoff(n: u64, pins: &Pins) -> Duration {
     let (t, _) = run_pinned(
         pins,
         vec![
-            Box::new(|| {
+            job(|| {
                 for i in 1..=n {
                     cell.store(i, Ordering::Release);
                 }
                 0u64
-            }) as Job<'_, u64>,
-            Box::new(|| {
+            }),
+            job(|| {
                 let idler = idle.idler();
                 while cell.load(Ordering::Acquire) != n {
                     idler.idle();
@@ -331,7 +341,7 @@ fn telering_spsc(n: u64, pins: &Pins, batch: bool) -> Duration {
     let (t, sums) = run_pinned(
         pins,
         vec![
-            Box::new(move || {
+            job(move || {
                 if batch {
                     let mut i = 0;
                     while i < n {
@@ -347,8 +357,8 @@ fn telering_spsc(n: u64, pins: &Pins, batch: bool) -> Duration {
                     }
                 }
                 0u64
-            }) as Job<'_, u64>,
-            Box::new(move || {
+            }),
+            job(move || {
                 let idler = idle.idler();
                 let mut sum = 0u64;
                 let mut got = 0u64;
@@ -436,7 +446,7 @@ fn engine_run(n: u64, pins: &Pins, mode: GroupMode, members: usize, batch: bool)
         })
         .collect();
     let tmpl = template();
-    let mut jobs: Vec<Job<'_, u64>> = vec![Box::new(move || {
+    let mut jobs: Vec<Job<'_, u64>> = vec![job(move || {
         if batch {
             let mut buf = [tmpl; BATCH];
             let mut i = 0;
@@ -464,7 +474,7 @@ fn engine_run(n: u64, pins: &Pins, mode: GroupMode, members: usize, batch: bool)
     })];
     // The members are lent to their threads and closed after timing.
     for (c, want) in consumers.iter_mut().zip(expected) {
-        jobs.push(Box::new(move || {
+        jobs.push(job(move || {
             let mut sum = 0u64;
             let mut got = 0u64;
             let mut empty = 0;
@@ -690,7 +700,7 @@ fn rtrb_run(n: u64, pins: &Pins, rings: usize, every: bool, chunks: bool) -> Dur
     let (mut producers, consumers): (Vec<_>, Vec<_>) = (0..rings)
         .map(|_| rtrb::RingBuffer::<Reading>::new(CAPACITY))
         .unzip();
-    let mut jobs: Vec<Job<'_, u64>> = vec![Box::new(move || {
+    let mut jobs: Vec<Job<'_, u64>> = vec![job(move || {
         let idler = idle.idler();
         let push = |p: &mut rtrb::Producer<Reading>, v: Reading| {
             let mut v = v;
@@ -740,7 +750,7 @@ fn rtrb_run(n: u64, pins: &Pins, rings: usize, every: bool, chunks: bool) -> Dur
     })];
     for (j, mut c) in consumers.into_iter().enumerate() {
         let want = if every { n } else { share(n, rings, j) };
-        jobs.push(Box::new(move || {
+        jobs.push(job(move || {
             let idler = idle.idler();
             let mut sum = 0u64;
             let mut got = 0u64;
@@ -801,7 +811,7 @@ fn channel_fanout(n: u64, pins: &Pins, k: usize) -> Duration {
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..k)
         .map(|_| crossbeam_channel::bounded::<Reading>(CAPACITY))
         .unzip();
-    let mut jobs: Vec<Job<'_, u64>> = vec![Box::new(move || {
+    let mut jobs: Vec<Job<'_, u64>> = vec![job(move || {
         for i in 0..n {
             let v = rec(&tmpl, i);
             for tx in &txs {
@@ -811,7 +821,7 @@ fn channel_fanout(n: u64, pins: &Pins, k: usize) -> Duration {
         0
     })];
     for rx in rxs {
-        jobs.push(Box::new(move || {
+        jobs.push(job(move || {
             let mut sum = 0u64;
             for _ in 0..n {
                 sum = sum.wrapping_add(rx.recv().expect("sender alive").ts_us);
@@ -829,7 +839,7 @@ fn channel_fanout(n: u64, pins: &Pins, k: usize) -> Duration {
 pub fn channel_cluster(n: u64, pins: &Pins) -> Duration {
     let tmpl = template();
     let (tx, rx) = crossbeam_channel::bounded::<Reading>(CAPACITY);
-    let mut jobs: Vec<Job<'_, u64>> = vec![Box::new(move || {
+    let mut jobs: Vec<Job<'_, u64>> = vec![job(move || {
         for i in 0..n {
             tx.send(rec(&tmpl, i)).expect("receiver alive");
         }
@@ -837,7 +847,7 @@ pub fn channel_cluster(n: u64, pins: &Pins) -> Duration {
     })];
     for _ in 0..2 {
         let rx = rx.clone();
-        jobs.push(Box::new(move || {
+        jobs.push(job(move || {
             let mut sum = 0u64;
             while let Ok(v) = rx.recv() {
                 sum = sum.wrapping_add(v.ts_us);
@@ -869,7 +879,7 @@ fn array_queue_run(n: u64, pins: &Pins, consumers: usize) -> Duration {
     let q = crossbeam_queue::ArrayQueue::<Reading>::new(CAPACITY);
     let finished = AtomicBool::new(false);
     let (q, finished) = (&q, &finished);
-    let mut jobs: Vec<Job<'_, u64>> = vec![Box::new(move || {
+    let mut jobs: Vec<Job<'_, u64>> = vec![job(move || {
         let idler = idle.idler();
         for i in 0..n {
             let mut v = rec(&tmpl, i);
@@ -884,7 +894,7 @@ fn array_queue_run(n: u64, pins: &Pins, consumers: usize) -> Duration {
         0
     })];
     for _ in 0..consumers {
-        jobs.push(Box::new(move || {
+        jobs.push(job(move || {
             let idler = idle.idler();
             let mut sum = 0u64;
             loop {
@@ -914,13 +924,13 @@ pub fn std_sync_channel(n: u64, pins: &Pins) -> Duration {
     let (t, sums) = run_pinned(
         pins,
         vec![
-            Box::new(move || {
+            job(move || {
                 for i in 0..n {
                     tx.send(rec(&tmpl, i)).expect("receiver alive");
                 }
                 0u64
-            }) as Job<'_, u64>,
-            Box::new(move || {
+            }),
+            job(move || {
                 let mut sum = 0u64;
                 for _ in 0..n {
                     sum = sum.wrapping_add(rx.recv().expect("sender alive").ts_us);
