@@ -151,13 +151,13 @@ pub struct Ring<T> {
     rejected: AtomicU64,
 }
 
-// SAFETY: the ring hands `T` values from the writer thread to reader threads
-// (so `T: Send`), by copy (`T: Copy`). Slot access is coordinated by the
-// protocol in the module docs: a slot is written only by the unique writer and
-// read only after the `Acquire` load of `published` that covers it, and under
-// the gated policies never while a gate still needs it. Readers never obtain
-// `&mut T`, and a reader's copy taken while the writer overwrote the slot
-// (`Overwrite` only) is discarded before use.
+// The ring hands `T` values from the writer thread to reader threads (so
+// `T: Send`), by copy (`T: Copy`). Slot access is coordinated by the protocol
+// in the module docs: a slot is written only by the unique writer and read
+// only after the `Acquire` load of `published` that covers it, and under the
+// gated policies never while a gate still needs it.
+// SAFETY: readers never obtain `&mut T`, and a reader's copy taken while the
+// writer overwrote the slot (`Overwrite` only) is discarded before use.
 unsafe impl<T: Copy + Send> Sync for Ring<T> {}
 // SAFETY: the ring owns `T` values; moving it between threads moves them.
 unsafe impl<T: Copy + Send> Send for Ring<T> {}
