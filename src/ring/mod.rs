@@ -513,13 +513,6 @@ impl<T: Copy + Send> Ring<T> {
     }
 }
 
-impl<T> Drop for Ring<T> {
-    fn drop(&mut self) {
-        // Records are `Copy` in every public constructor, so there is nothing
-        // to drop in the slots.
-    }
-}
-
 /// A single-producer single-consumer pair over one ring: the ring core used
 /// directly, without topics or groups. The reader's position is the ring's
 /// only gate.
