@@ -535,7 +535,9 @@ pub fn spsc<T: Copy + Send>(
     ))
 }
 
-/// The reading end of [`spsc`].
+/// The reading end of [`spsc`]. Aligned to 128 bytes, like [`Writer`]: its
+/// cursor is written on every read.
+#[repr(align(128))]
 pub struct Reader<T: Copy + Send> {
     ring: crate::sync::Arc<Ring<T>>,
     cursor: Cursor,

@@ -68,6 +68,11 @@ enum ClaimFail {
 }
 
 /// The one writer of a ring. `Send`, not `Clone`.
+///
+/// Its private cursor is written on every publish, so the handle is aligned
+/// to 128 bytes (as `CachePadded` is) and never shares a cache line with
+/// whatever sits next to it, such as the reader's handle.
+#[repr(align(128))]
 pub struct Writer<T: Copy + Send> {
     ring: Arc<Ring<T>>,
     /// Next offset to write; equals `ring.published` between calls.
