@@ -390,8 +390,21 @@ fn latency_of(lat: &[LatResult], system: LatSystem) -> Option<&LatResult> {
 /// system adds over the `base` row (which already pays one cache-line
 /// transfer, both clock reads and the producer's spin to the due time).
 fn adjusted_p50(r: &LatResult, lat: &[LatResult], fl: &Floors) -> Option<f64> {
+    if latency_disturbed(lat) {
+        return None;
+    }
     let base = latency_of(lat, LatSystem::Base)?.at(50.0) as f64;
     Some(fl.c2c_one_way_ns + r.at(50.0) as f64 - base)
+}
+
+/// Median one-way latency of the harness alone above which the latency phase
+/// was evidently disturbed (other load took the cores): a handoff of one
+/// cache line plus two clock reads takes a few hundred ns at most.
+const DISTURBED_BASE_P50_NS: u64 = 5_000;
+
+/// Whether other load disturbed the latency phase (see [`DISTURBED_BASE_P50_NS`]).
+fn latency_disturbed(lat: &[LatResult]) -> bool {
+    latency_of(lat, LatSystem::Base).is_some_and(|b| b.at(50.0) > DISTURBED_BASE_P50_NS)
 }
 
 /// Whether the core-to-core runs disagree so much that the vCPUs probably
@@ -457,6 +470,12 @@ fn evaluate_targets(results: &[ScenarioResult], lat: &[LatResult], fl: &Floors) 
                     a / fl.c2c_one_way_ns
                 )
             });
+            let adjusted = if latency_disturbed(lat) {
+                " [latency runs disturbed by other load: the harness alone had a median in the µs; rerun]"
+                    .to_owned()
+            } else {
+                adjusted
+            };
             let base_tail = latency_of(lat, LatSystem::Base).map_or(String::new(), |b| {
                 format!(
                     " [the harness alone, base row: p99.9 {} ns — the machine's stalls, not the queue]",
@@ -737,6 +756,13 @@ fn write_report(
             "  (each sample pays two clock reads of ~{:.0} ns and the producer's spin to its due time; the base row is that harness with an ideal zero-cost queue, so p50-base is what a queue adds)",
             fl.clock_ns
         );
+        if latency_disturbed(lat) {
+            let _ = writeln!(
+                w,
+                "  WARNING: the harness alone (base row) has a median of {} ns: other load took the cores during the latency runs; rerun on a quiet machine",
+                latency_of(lat, LatSystem::Base).map_or(0, |b| b.at(50.0))
+            );
+        }
         if let Some(p) = plot_path {
             let _ = writeln!(w, "  plot: {}", p.display());
         }
@@ -904,6 +930,7 @@ fn to_json(
             "core_to_core_unstable": floor_unstable(fl),
         },
         "vs_floors": vs_floors,
+        "latency_disturbed": latency_disturbed(lat),
         "latency": {
             "rate_per_s": lat_cfg.rate,
             "rounds": lat_cfg.rounds,
