@@ -264,20 +264,22 @@ fn a_taken_port_is_a_clear_error() {
 fn serve_binary_counts_and_prints_a_json_summary_on_sigterm() {
     let v4 = free_addr();
     let v5 = free_addr();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_telering"))
-        .args([
-            "serve",
-            "--mqtt",
-            &v4.to_string(),
-            "--mqtt5",
-            &v5.to_string(),
-            "--every",
-            "0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_telering"))
+            .args([
+                "serve",
+                "--mqtt",
+                &v4.to_string(),
+                "--mqtt5",
+                &v5.to_string(),
+                "--every",
+                "0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_for("the server to listen", || TcpStream::connect(v4).is_ok());
     let mut msgs: Vec<(String, Vec<u8>)> = (0..300)
         .map(|i| {
@@ -291,13 +293,13 @@ fn serve_binary_counts_and_prints_a_json_summary_on_sigterm() {
     publish_all(v4, "serve-test", &msgs, QoS::AtLeastOnce);
     // SIGTERM: clean shutdown, JSON summary as the last line.
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let out = BufReader::new(child.stdout.take().unwrap());
+    let out = BufReader::new(child.0.stdout.take().unwrap());
     let last = out.lines().map_while(Result::ok).last().unwrap_or_default();
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
     let v: serde_json::Value = serde_json::from_str(&last).expect("last line is JSON");
     assert_eq!(v["received"], 301);
     assert_eq!(v["accepted"], 300);
@@ -307,4 +309,14 @@ fn serve_binary_counts_and_prints_a_json_summary_on_sigterm() {
     assert_eq!(v["delivered"]["stats"], 300);
     assert_eq!(v["dropped"], 0);
     assert!(v["latency_us"]["p99"].as_u64().is_some());
+}
+
+/// Kills the server if the test fails before it stops it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
