@@ -215,7 +215,7 @@ impl<T: Copy + Send> Writer<T> {
     #[cold]
     fn claim_slow(&mut self, n: u64) -> Result<u64, ClaimFail> {
         let end = self.next + n;
-        let mut backoff = crossbeam_utils::Backoff::new();
+        let backoff = crossbeam_utils::Backoff::new();
         loop {
             self.refresh_limit(end);
             if end <= self.limit {
@@ -233,15 +233,15 @@ impl<T: Copy + Send> Writer<T> {
             if self.ring.closed.load(Ordering::Acquire) {
                 return Err(ClaimFail::Closed);
             }
+            // Spin, then yield between checks (crossbeam's `Backoff`); a
+            // blocked writer never sleeps, so it sees freed slots and a close
+            // at its next check.
             if cfg!(loom) {
                 thread::yield_now();
-            } else if backoff.is_completed() {
-                std::thread::sleep(std::time::Duration::from_micros(50));
             } else {
-                backoff.snooze();
-            }
-            if backoff.is_completed() {
-                backoff = crossbeam_utils::Backoff::new();
+                if backoff.is_completed() {
+                    backoff.reset();
+                }
                 backoff.snooze();
             }
         }
