@@ -469,7 +469,8 @@ impl<T: Copy + Send + 'static> Consumer<T> {
         if self.config.auto_commit {
             self.commit();
         }
-        let deadline = Instant::now() + timeout;
+        // The clock is read only once there is nothing to return.
+        let mut deadline: Option<Instant> = None;
         self.buf.clear();
         if self.buf.capacity() < max {
             self.buf.reserve(max);
@@ -521,6 +522,7 @@ impl<T: Copy + Send + 'static> Consumer<T> {
                 return Err(ConsumerError::EngineClosed);
             }
             let now = Instant::now();
+            let deadline = *deadline.get_or_insert(now + timeout);
             if now >= deadline {
                 return Ok(Batch {
                     records: &self.buf,
