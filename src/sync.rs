@@ -45,9 +45,28 @@ pub(crate) mod thread {
 pub(crate) mod cell {
     use std::mem::MaybeUninit;
 
+    /// `repr(transparent)`: a slice of slots has the layout of a slice of
+    /// `T`, so runs of slots can be copied and read as plain slices
+    /// ([`base_ptr`]).
     #[cfg(not(loom))]
     #[derive(Debug)]
+    #[repr(transparent)]
     pub(crate) struct SlotCell<T>(std::cell::UnsafeCell<MaybeUninit<T>>);
+
+    /// The first slot's value as a raw pointer with the provenance of the
+    /// whole slice. The slots are contiguous `T`s (`SlotCell` is transparent)
+    /// and sit in `UnsafeCell`s, so writing through the pointer is allowed;
+    /// when is the ring protocol's business.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn base_ptr<T>(slots: &[SlotCell<T>]) -> *mut T {
+        std::cell::UnsafeCell::raw_get(
+            slots
+                .as_ptr()
+                .cast::<std::cell::UnsafeCell<MaybeUninit<T>>>(),
+        )
+        .cast::<T>()
+    }
 
     #[cfg(not(loom))]
     impl<T: Copy> SlotCell<T> {

@@ -51,6 +51,7 @@
 //! `Overwrite` must not contain padding bytes ([`crate::Reading`] has none).
 
 mod gate;
+mod slots;
 mod wait;
 mod writer;
 
@@ -270,31 +271,6 @@ impl<T: Copy + Send> Ring<T> {
         Some(Writer::new(this.clone()))
     }
 
-    /// Copies the record at `offset` out of its slot.
-    ///
-    /// # Safety
-    /// The record must be published (`offset < published` loaded with
-    /// `Acquire`) and, under the gated policies, protected by one of the
-    /// caller's gates or positions as invariant 3 requires. Under `Overwrite`
-    /// the copy may be torn: the caller must validate it (invariant 5) before
-    /// treating it as a `T`, which is why it is returned as `MaybeUninit`.
-    #[inline(always)]
-    unsafe fn copy_slot(&self, offset: u64) -> MaybeUninit<T> {
-        let idx = (offset & self.mask) as usize;
-        debug_assert!(idx < self.slots.len());
-        // SAFETY: idx <= mask < slots.len().
-        let slot = unsafe { self.slots.get_unchecked(idx) };
-        if self.policy == OverflowPolicy::Overwrite {
-            // SAFETY: the slot was written by a publish (offset < published);
-            // the copy is byte-wise atomic and validated by the caller.
-            unsafe { slot.racy_read() }
-        } else {
-            // SAFETY: the caller guarantees the slot holds the published
-            // record and that the writer cannot touch it during the read.
-            unsafe { *slot.read_ptr() }
-        }
-    }
-
     /// Reads up to `max` records at `cur`, pushing `map(offset, record)` onto
     /// `out`. The caller must hold the position as a gate or otherwise keep
     /// the gated invariant (see [`Ring::copy_slot`]).
@@ -323,11 +299,11 @@ impl<T: Copy + Send> Ring<T> {
             return self.read_overwrite(cur, max, out, map);
         }
         let n = (cur.cached_published - cur.pos).min(max as u64);
-        for offset in cur.pos..cur.pos + n {
-            // SAFETY: offset < cached_published (an Acquire load); the caller
-            // keeps the gated invariant, so the slot holds this record, whole.
-            out.push(map(offset, unsafe { self.copy_slot(offset).assume_init() }));
-        }
+        out.reserve(n as usize);
+        // SAFETY: the run is below cached_published (an Acquire load) and the
+        // caller keeps the gated invariant, so every slot holds its record,
+        // whole, until the caller's gate moves past it.
+        unsafe { self.visit_run(cur.pos, n as usize, |offset, v| out.push(map(offset, *v))) };
         cur.pos += n;
         ReadOutcome {
             read: n as usize,
@@ -412,7 +388,7 @@ impl<T: Copy + Send> Ring<T> {
         &self,
         cur: &mut Cursor,
         max: usize,
-        mut f: impl FnMut(u64, &T),
+        f: impl FnMut(u64, &T),
     ) -> usize {
         if self.policy == OverflowPolicy::Overwrite {
             return 0;
@@ -421,14 +397,9 @@ impl<T: Copy + Send> Ring<T> {
             cur.cached_published = self.published();
         }
         let n = (cur.cached_published - cur.pos).min(max as u64);
-        for offset in cur.pos..cur.pos + n {
-            let idx = (offset & self.mask) as usize;
-            debug_assert!(idx < self.slots.len());
-            // SAFETY: idx <= mask < len; offset < published (Acquire) and the
-            // caller's gate keeps the writer off this slot while `f` runs.
-            let v = unsafe { (*self.slots.get_unchecked(idx).read_ptr()).assume_init_ref() };
-            f(offset, v);
-        }
+        // SAFETY: the run is below published (Acquire) and the caller's gate
+        // keeps the writer off these slots while `f` runs.
+        unsafe { self.visit_run(cur.pos, n as usize, f) };
         cur.pos += n;
         n as usize
     }

@@ -123,7 +123,7 @@ impl<T: Copy + Send> Writer<T> {
         }
         let offset = self.next;
         // SAFETY: `claim(1)` reserved `offset` for this writer (invariant 3).
-        unsafe { self.write_slot(offset, value) };
+        unsafe { self.ring.write_one(offset, value) };
         self.commit(offset + 1);
         Ok(offset)
     }
@@ -143,9 +143,15 @@ impl<T: Copy + Send> Writer<T> {
                 }
                 Err(ClaimFail::Closed) => return Err(BatchError::Closed { accepted: done }),
             };
-            for (i, v) in values[done..done + got].iter().enumerate() {
-                // SAFETY: the claim reserved offsets next..next+got.
-                unsafe { self.write_slot(self.next + i as u64, *v) };
+            let run = &values[done..done + got];
+            if self.ring.policy == OverflowPolicy::Overwrite {
+                for (i, v) in run.iter().enumerate() {
+                    // SAFETY: the claim reserved offsets next..next+got.
+                    unsafe { self.ring.write_one(self.next + i as u64, *v) };
+                }
+            } else {
+                // SAFETY: the claim reserved offsets next..next+got (<= capacity).
+                unsafe { self.ring.copy_run_in(self.next, run) };
             }
             self.commit(self.next + got as u64);
             done += got;
@@ -170,9 +176,14 @@ impl<T: Copy + Send> Writer<T> {
             }
             Err(ClaimFail::Closed) => return Err(BatchError::Closed { accepted: 0 }),
         };
-        for i in 0..got {
-            // SAFETY: the claim reserved offsets next..next+got.
-            unsafe { self.write_slot(self.next + i as u64, fill(i)) };
+        if self.ring.policy == OverflowPolicy::Overwrite {
+            for i in 0..got {
+                // SAFETY: the claim reserved offsets next..next+got.
+                unsafe { self.ring.write_one(self.next + i as u64, fill(i)) };
+            }
+        } else {
+            // SAFETY: the claim reserved offsets next..next+got (<= capacity).
+            unsafe { self.ring.fill_run(self.next, got, fill) };
         }
         self.commit(self.next + got as u64);
         if got < n {
@@ -261,28 +272,6 @@ impl<T: Copy + Send> Writer<T> {
         ring.limit.store(first, Ordering::SeqCst);
         let second = ring.gates.min().map_or(free_run, |m| m + cap);
         self.limit = first.min(second);
-    }
-
-    /// # Safety
-    /// `offset` must be claimed by this writer and not yet published.
-    #[inline(always)]
-    unsafe fn write_slot(&mut self, offset: u64, value: T) {
-        let ring = &*self.ring;
-        let idx = (offset & ring.mask) as usize;
-        debug_assert!(idx < ring.slots.len());
-        debug_assert!(offset >= self.next && offset < self.next + ring.capacity);
-        // SAFETY: idx <= mask < slots.len().
-        let slot = unsafe { ring.slots.get_unchecked(idx) };
-        if ring.policy == OverflowPolicy::Overwrite {
-            // SAFETY: only this writer writes slots (invariant 1); readers may
-            // copy this slot concurrently, byte-wise atomically, and validate
-            // their copy (invariant 5).
-            unsafe { slot.racy_write(value) };
-        } else {
-            // SAFETY: the claim guarantees no reader reads this slot now
-            // (invariant 3), and we are the only writer (invariant 1).
-            unsafe { (*slot.write_ptr()).write(value) };
-        }
     }
 
     /// Makes `[.., end)` visible with one release store and wakes parkers.
