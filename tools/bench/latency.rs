@@ -45,7 +45,8 @@ pub enum LatSystem {
     Engine(WaitStrategy),
     /// rtrb `push` / spinning `pop`.
     Rtrb,
-    /// disruptor `publish` / handler, `BusySpin`.
+    /// disruptor `publish` / handler, `BusySpinWithSpinLoopHint` (every
+    /// spinning loop here uses the CPU spin hint).
     Disruptor,
     /// crossbeam-channel `bounded` `send` / blocking `recv`.
     Channel,
@@ -76,7 +77,7 @@ impl LatSystem {
             Self::RingPoll => "telering ring read_with poll".to_owned(),
             Self::Engine(w) => format!("telering engine {w:?}"),
             Self::Rtrb => "rtrb (spin pop)".to_owned(),
-            Self::Disruptor => "disruptor BusySpin".to_owned(),
+            Self::Disruptor => "disruptor BusySpin+hint".to_owned(),
             Self::Channel => "crossbeam-channel (recv)".to_owned(),
         }
     }
@@ -443,10 +444,13 @@ fn disruptor_latency(base: Instant, cfg: &LatConfig, pins: &Pins) -> Option<Hist
         }
     };
     let tmpl = template();
-    let mut producer =
-        disruptor::build_single_producer(CAPACITY, move || tmpl, disruptor::BusySpin)
-            .handle_events_and_state_with(handler, init)
-            .build();
+    let mut producer = disruptor::build_single_producer(
+        CAPACITY,
+        move || tmpl,
+        disruptor::BusySpinWithSpinLoopHint,
+    )
+    .handle_events_and_state_with(handler, init)
+    .build();
     std::thread::scope(|s| {
         s.spawn(|| {
             pins.pin(0);

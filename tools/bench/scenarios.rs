@@ -532,7 +532,14 @@ pub fn disruptor_cluster(n: u64, pins: &Pins) -> Duration {
 
 fn disruptor_run(n: u64, pins: &Pins, handlers: usize, shard: bool, batch: bool) -> Duration {
     if Idle::for_threads(pins, handlers + 1) == Idle::Spin {
-        disruptor_with(n, pins, handlers, shard, batch, disruptor::BusySpin)
+        disruptor_with(
+            n,
+            pins,
+            handlers,
+            shard,
+            batch,
+            disruptor::BusySpinWithSpinLoopHint,
+        )
     } else {
         disruptor_with(n, pins, handlers, shard, batch, YieldWait)
     }
