@@ -55,7 +55,13 @@ fn engine_round_trips(policy: OverflowPolicy, wait: WaitStrategy) -> (u64, u64) 
         .unwrap();
     cluster.subscribe(&["temperature"]).unwrap();
     let mut bcast = e
-        .consumer(ConsumerConfig::broadcast("stats").wait(wait))
+        .consumer(
+            // Gathers towards 100 records (only 80 come per round), so its
+            // polls also go through the fetch_min wait.
+            ConsumerConfig::broadcast("stats")
+                .wait(wait)
+                .fetch(100, Duration::from_micros(200)),
+        )
         .unwrap();
     bcast.subscribe(&["temperature"]).unwrap();
     let batch = [reading(0); 16];
@@ -70,7 +76,7 @@ fn engine_round_trips(policy: OverflowPolicy, wait: WaitStrategy) -> (u64, u64) 
         }
         let mut got = 0;
         while got < 80 {
-            got += bcast.poll(256, Duration::ZERO).unwrap().len();
+            got += bcast.poll(256, Duration::from_secs(1)).unwrap().len();
         }
     };
     // Warm-up: first polls size the batch buffers and sync the assignment.

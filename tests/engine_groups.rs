@@ -321,3 +321,77 @@ fn latest_reset_skips_old_records() {
     let got = drain(&mut c, 1);
     assert_eq!(got, vec![(0, 5, 99)]);
 }
+
+/// `fetch(min, max_wait)`: a poll that finds fewer than `min` records waits
+/// for more (here published by another thread while it gathers), returns
+/// with `min` once they are there, and with what it has once `max_wait` has
+/// passed; records already there return at once without a clock wait.
+#[test]
+fn fetch_min_gathers_records_until_min_or_max_wait() {
+    for wait in [WaitStrategy::Park, WaitStrategy::SpinYield] {
+        let e = engine(1, 64, OverflowPolicy::Block);
+        let cfg = ConsumerConfig::cluster("g")
+            .wait(wait)
+            .fetch(8, Duration::from_secs(30));
+        let mut c = e.consumer(cfg).unwrap();
+        c.subscribe(&["t"]).unwrap();
+        let mut p = e.producer("t").unwrap();
+        for i in 0..3 {
+            p.send_to(0, i).unwrap();
+        }
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            for i in 3..8 {
+                p.send_to(0, i).unwrap();
+            }
+            p
+        });
+        let got: Vec<u64> = c
+            .poll(64, Duration::from_secs(60))
+            .unwrap()
+            .iter()
+            .map(|r| r.value)
+            .collect();
+        assert_eq!(
+            got,
+            (0..8).collect::<Vec<_>>(),
+            "{wait:?}: gathered up to fetch_min"
+        );
+        let mut p = late.join().unwrap();
+
+        // More than `min` already there: all of them, at once.
+        for i in 8..20 {
+            p.send_to(0, i).unwrap();
+        }
+        let got = c.poll(64, Duration::from_secs(60)).unwrap().len();
+        assert_eq!(got, 12, "{wait:?}");
+    }
+
+    // Fewer than `min` and nobody publishing: what is there, after max_wait
+    // (sleeps never end early, so the lower bound is exact).
+    let e = engine(1, 64, OverflowPolicy::Block);
+    let max_wait = Duration::from_millis(40);
+    let mut c = e
+        .consumer(ConsumerConfig::cluster("g").fetch(8, max_wait))
+        .unwrap();
+    c.subscribe(&["t"]).unwrap();
+    publish(&e, 3);
+    let t0 = std::time::Instant::now();
+    assert_eq!(c.poll(64, Duration::from_secs(60)).unwrap().len(), 3);
+    assert!(t0.elapsed() >= max_wait, "returned before fetch_max_wait");
+
+    // The poll timeout bounds the gathering too: with a zero timeout a
+    // consumer that would gather for 30 s returns what is there.
+    let e = engine(1, 64, OverflowPolicy::Block);
+    let mut c = e
+        .consumer(ConsumerConfig::cluster("g").fetch(8, Duration::from_secs(30)))
+        .unwrap();
+    c.subscribe(&["t"]).unwrap();
+    publish(&e, 2);
+    let t0 = std::time::Instant::now();
+    assert_eq!(c.poll(64, Duration::ZERO).unwrap().len(), 2);
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "gathered past a zero timeout"
+    );
+}

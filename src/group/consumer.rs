@@ -52,6 +52,12 @@ pub struct ConsumerConfig {
     pub offset_reset: OffsetReset,
     /// Commit on each `poll` what the previous `poll` returned.
     pub auto_commit: bool,
+    /// Records a `poll` tries to gather before it returns (Kafka's
+    /// `fetch.min.bytes`, counted in records); 1 returns whatever is there.
+    pub fetch_min: usize,
+    /// Longest a `poll` that has found records but fewer than `fetch_min`
+    /// waits for more (Kafka's `fetch.max.wait.ms`).
+    pub fetch_max_wait: Duration,
 }
 
 impl ConsumerConfig {
@@ -64,6 +70,8 @@ impl ConsumerConfig {
             wait: WaitStrategy::default(),
             offset_reset: OffsetReset::default(),
             auto_commit: true,
+            fetch_min: 1,
+            fetch_max_wait: Duration::ZERO,
         }
     }
 
@@ -92,7 +100,26 @@ impl ConsumerConfig {
         self.auto_commit = on;
         self
     }
+
+    /// Lets `poll` gather up to `min` records (at most its `max`) for up to
+    /// `max_wait` once the first record is there, as Kafka's
+    /// `fetch.min.bytes` and `fetch.max.wait.ms` do. A `poll` still returns
+    /// at once with nothing to deliver only after its timeout, and never
+    /// later than its timeout either way.
+    ///
+    /// Fewer, larger batches cost less per record: a consumer of a trickle
+    /// no longer wakes (and makes the producer wake it) for every record.
+    /// While it gathers, a `Park` consumer sleeps without asking the
+    /// producer for wake-ups. The defaults (`1`, zero) return at once.
+    pub fn fetch(mut self, min: usize, max_wait: Duration) -> Self {
+        self.fetch_min = min;
+        self.fetch_max_wait = max_wait;
+        self
+    }
 }
+
+/// Longest sleep of a `Park` consumer gathering records up to `fetch_min`.
+const GATHER_SLICE: Duration = Duration::from_millis(1);
 
 /// A partition this member reads now. Aligned to 128 bytes: its cursor is
 /// written on every poll.
@@ -469,14 +496,20 @@ impl<T: Copy + Send + 'static> Consumer<T> {
         if self.config.auto_commit {
             self.commit();
         }
-        // The clock is read only once there is nothing to return.
+        // The clock is read only once there is nothing to return, or too
+        // little (`fetch_min`).
         let mut deadline: Option<Instant> = None;
+        let mut gather_until: Option<Instant> = None;
+        let fetch_min = self.config.fetch_min.clamp(1, max);
         self.buf.clear();
         if self.buf.capacity() < max {
             self.buf.reserve(max);
         }
         loop {
+            // No rebalance while gathering: the records already taken must
+            // be returned (and committed) by their owner of this generation.
             if self.config.mode == GroupMode::Cluster
+                && self.buf.is_empty()
                 && (!self.pending.is_empty()
                     // Acquire: pairs with the Release bump in `rebalance`.
                     || self.group.generation.load(Ordering::Acquire) != self.generation)
@@ -508,6 +541,14 @@ impl<T: Copy + Send + 'static> Consumer<T> {
             }
             if k > 0 {
                 self.rr = (self.rr + 1) % k;
+            }
+            if !self.buf.is_empty()
+                && self.buf.len() < fetch_min
+                && missed == 0
+                && taken_over == 0
+                && self.gather(&mut gather_until, deadline, timeout)
+            {
+                continue;
             }
             if !self.buf.is_empty() || missed > 0 || taken_over > 0 {
                 self.stats.add(self.buf.len() as u64, missed);
@@ -545,6 +586,36 @@ impl<T: Copy + Send + 'static> Consumer<T> {
                 );
             }
         }
+    }
+
+    /// One pause while `poll` gathers records up to `fetch_min`. Returns
+    /// false once `fetch_max_wait` (or the poll's own deadline) has passed.
+    fn gather(
+        &self,
+        until: &mut Option<Instant>,
+        deadline: Option<Instant>,
+        timeout: Duration,
+    ) -> bool {
+        let wait = self.config.fetch_max_wait;
+        if wait.is_zero() || self.engine.is_closed() {
+            return false;
+        }
+        let now = Instant::now();
+        // Bounded by the poll's timeout, counted from when it started to
+        // wait (or from now, when records were there at once).
+        let end = *until.get_or_insert_with(|| (now + wait).min(deadline.unwrap_or(now + timeout)));
+        if now >= end {
+            return false;
+        }
+        match self.config.wait {
+            WaitStrategy::BusySpin => std::hint::spin_loop(),
+            WaitStrategy::SpinYield => std::thread::yield_now(),
+            // A plain sleep, not a registered park: the producer is not asked
+            // to wake this thread for each record while it gathers. Short
+            // slices let a `fetch_min` reached early return early.
+            WaitStrategy::Park => std::thread::sleep((end - now).min(wait / 4).min(GATHER_SLICE)),
+        }
+        true
     }
 
     /// Commits the position of every partition read now: everything returned

@@ -84,7 +84,20 @@ pub struct ConsumersConfig {
     pub wait: WaitStrategy,
     /// Pin consumer threads.
     pub pin: bool,
+    /// Records a poll gathers before it returns ([`crate::ConsumerConfig::fetch`]).
+    #[serde(default = "one")]
+    pub fetch_min: usize,
+    /// Longest a poll gathers towards `fetch_min`, ms.
+    #[serde(default)]
+    pub fetch_max_wait_ms: u64,
 }
+
+fn one() -> usize {
+    1
+}
+
+/// Largest `consumers.fetch_max_wait_ms` accepted.
+pub const MAX_FETCH_WAIT_MS: u64 = 10_000;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -189,8 +202,20 @@ impl ServerConfig {
             crate::topic::check_topic("check", &crate::TopicConfig::new(partitions, capacity))
                 .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
         }
-        if self.consumers.alerts_members == 0 {
+        let c = &self.consumers;
+        if c.alerts_members == 0 {
             return bad("consumers.alerts_members must be at least 1".into());
+        }
+        if c.fetch_min == 0 {
+            return bad(
+                "consumers.fetch_min must be at least 1 (1 returns every record at once)".into(),
+            );
+        }
+        if c.fetch_max_wait_ms > MAX_FETCH_WAIT_MS {
+            return bad(format!(
+                "consumers.fetch_max_wait_ms must be at most {MAX_FETCH_WAIT_MS} (got {})",
+                c.fetch_max_wait_ms
+            ));
         }
         Ok(())
     }
@@ -250,6 +275,19 @@ mod tests {
         assert_eq!(c.ingest.partitions, 4);
         assert_eq!(c.ingest.policy, OverflowPolicy::Block);
         assert!(c.mqtt.listen_v5.is_some());
+        assert_eq!(
+            (c.consumers.fetch_min, c.consumers.fetch_max_wait_ms),
+            (64, 2)
+        );
+        // Configs written before the fetch settings existed still load.
+        let old = DEFAULT_CONFIG
+            .replace("fetch_min = 64\n", "")
+            .replace("fetch_max_wait_ms = 2\n", "");
+        let o = ServerConfig::from_toml(&old).unwrap();
+        assert_eq!(
+            (o.consumers.fetch_min, o.consumers.fetch_max_wait_ms),
+            (1, 0)
+        );
         let b = c.broker_config();
         assert!(b.router.max_segment_size > 0 && b.router.max_connections > 0);
     }
@@ -262,6 +300,8 @@ mod tests {
             DEFAULT_CONFIG.replace("policy = \"block\"", "policy = \"drop\""),
             DEFAULT_CONFIG.replace("max_payload = 1024", "max_payload = 100000"),
             DEFAULT_CONFIG.replace("wait = \"park\"", "wait = \"sleep\""),
+            DEFAULT_CONFIG.replace("fetch_min = 64", "fetch_min = 0"),
+            DEFAULT_CONFIG.replace("fetch_max_wait_ms = 2", "fetch_max_wait_ms = 99999"),
             DEFAULT_CONFIG.replace("listen = \"127.0.0.1:1883\"", "listen = \"nowhere\""),
             DEFAULT_CONFIG.replace("[ingest]", "[ingest]\nbogus = 1"),
             "not toml at all [".to_owned(),

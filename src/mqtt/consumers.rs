@@ -163,10 +163,13 @@ pub fn start(
     tap: Option<Tap>,
 ) -> Result<Runtime<Reading>, RuntimeError> {
     let topics = [TEMPERATURE, HUMIDITY];
+    let fetch_wait = std::time::Duration::from_millis(cfg.fetch_max_wait_ms);
     let mut b = Runtime::builder(engine).pinning(cfg.pin);
     for _ in 0..cfg.alerts_members {
         b = b.member(
-            ConsumerConfig::cluster("alerts").wait(cfg.wait),
+            ConsumerConfig::cluster("alerts")
+                .wait(cfg.wait)
+                .fetch(cfg.fetch_min, fetch_wait),
             &topics,
             Alerts {
                 count: shared.alerts.clone(),
@@ -176,7 +179,9 @@ pub fn start(
         );
     }
     b.member(
-        ConsumerConfig::broadcast("stats").wait(cfg.wait),
+        ConsumerConfig::broadcast("stats")
+            .wait(cfg.wait)
+            .fetch(cfg.fetch_min, fetch_wait),
         &topics,
         Stats {
             shared: shared.clone(),
