@@ -188,3 +188,56 @@ fn idle_parked_consumer_uses_almost_no_cpu() {
     let report = rt.shutdown(Shutdown::Drain);
     assert_eq!(report.groups["idle"].handled, 1);
 }
+
+/// `on_batch_start` precedes the records of every non-empty batch with the
+/// batch's length: the announced lengths add up to the records handled, and
+/// each record arrives inside an announced batch.
+#[test]
+fn batch_start_announces_every_batch() {
+    #[derive(Default)]
+    struct Log {
+        announced: u64,
+        left_in_batch: usize,
+        records: u64,
+        outside: u64,
+    }
+    struct H(Arc<Mutex<Log>>);
+    impl telering::runtime::Handler<u64> for H {
+        fn on_batch_start(&mut self, len: usize) {
+            let mut l = self.0.lock().unwrap();
+            assert_eq!(l.left_in_batch, 0, "a batch started before the last ended");
+            l.announced += len as u64;
+            l.left_in_batch = len;
+        }
+        fn on_record(&mut self, _r: &Record<u64>) {
+            let mut l = self.0.lock().unwrap();
+            l.records += 1;
+            if l.left_in_batch == 0 {
+                l.outside += 1;
+            } else {
+                l.left_in_batch -= 1;
+            }
+        }
+    }
+    let e = engine(2);
+    let log: Arc<Mutex<Log>> = Arc::default();
+    let rt = Runtime::builder(&e)
+        .batch(64)
+        .member(
+            ConsumerConfig::broadcast("b").fetch(32, Duration::from_millis(1)),
+            &["t"],
+            H(log.clone()),
+        )
+        .start()
+        .unwrap();
+    let mut p = e.producer("t").unwrap();
+    for i in 0..10_000u64 {
+        p.send_to((i % 2) as u32, i).unwrap();
+    }
+    let report = rt.shutdown(Shutdown::Drain);
+    assert_eq!(report.groups["b"].handled, 10_000);
+    let l = log.lock().unwrap();
+    assert_eq!(l.records, 10_000);
+    assert_eq!(l.announced, 10_000);
+    assert_eq!(l.outside, 0);
+}

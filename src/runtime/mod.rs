@@ -30,6 +30,11 @@ use crate::Engine;
 
 /// Runs on each record a member receives.
 pub trait Handler<T>: Send + 'static {
+    /// Called before the records of each non-empty polled batch, with its
+    /// length: a place for work done once per batch rather than per record
+    /// (read the clock, reserve space), as the Disruptor's `end_of_batch`
+    /// flag allows at the other end. Does nothing by default.
+    fn on_batch_start(&mut self, _len: usize) {}
     /// One record.
     fn on_record(&mut self, record: &Record<T>);
     /// `n` records were skipped (lapped under `Overwrite`, or lost while the
@@ -359,6 +364,9 @@ fn run_member<T: Copy + Send + 'static>(
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             if missed > 0 {
                 handler.on_missed(missed);
+            }
+            if n > 0 {
+                handler.on_batch_start(n);
             }
             for r in b.iter() {
                 handler.on_record(r);
