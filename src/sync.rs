@@ -53,6 +53,92 @@ pub(crate) mod cell {
     #[repr(transparent)]
     pub(crate) struct SlotCell<T>(std::cell::UnsafeCell<MaybeUninit<T>>);
 
+    /// Alignment of a ring's slot array: two cache lines (the adjacent-line
+    /// prefetcher pairs them), so records whose size divides it never
+    /// straddle a line, and the array shares no line with another object.
+    #[cfg(not(loom))]
+    pub(crate) const SLOTS_ALIGN: usize = 128;
+
+    /// A ring's slot array, allocated aligned to [`SLOTS_ALIGN`]. (A boxed
+    /// slice gets whatever the allocator returns: glibc's large blocks start
+    /// 16 bytes into a page, so half of all 32-byte records would span two
+    /// cache lines, and both sides would pay for two lines per record.)
+    #[cfg(not(loom))]
+    pub(crate) struct Slots<T> {
+        ptr: std::ptr::NonNull<SlotCell<T>>,
+        len: usize,
+    }
+
+    #[cfg(not(loom))]
+    impl<T> Slots<T> {
+        fn layout(len: usize) -> Option<std::alloc::Layout> {
+            std::alloc::Layout::array::<SlotCell<T>>(len)
+                .ok()?
+                .align_to(SLOTS_ALIGN)
+                .ok()
+        }
+
+        /// `len` uninitialised slots; `None` if the size overflows.
+        pub(crate) fn new(len: usize) -> Option<Self> {
+            let layout = Self::layout(len)?;
+            let ptr = if layout.size() == 0 {
+                std::ptr::NonNull::dangling()
+            } else {
+                // SAFETY: the layout has a non-zero size.
+                let raw = unsafe { std::alloc::alloc(layout) };
+                match std::ptr::NonNull::new(raw.cast::<SlotCell<T>>()) {
+                    Some(p) => p,
+                    None => std::alloc::handle_alloc_error(layout),
+                }
+            };
+            // Slots hold `MaybeUninit<T>`: uninitialised memory is a valid
+            // value for them, so nothing needs writing here.
+            Some(Self { ptr, len })
+        }
+    }
+
+    #[cfg(not(loom))]
+    impl<T> std::ops::Deref for Slots<T> {
+        type Target = [SlotCell<T>];
+        #[inline(always)]
+        fn deref(&self) -> &[SlotCell<T>] {
+            // SAFETY: `ptr` points to `len` slots allocated by `new` (or is
+            // dangling and well aligned for a zero-sized layout), valid for as
+            // long as `self`; `SlotCell<T>` may hold any bit pattern.
+            unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        }
+    }
+
+    #[cfg(not(loom))]
+    impl<T> Drop for Slots<T> {
+        fn drop(&mut self) {
+            // `T: Copy` in every ring, so there is nothing to drop in place.
+            if let Some(layout) = Self::layout(self.len).filter(|l| l.size() > 0) {
+                // SAFETY: allocated in `new` with this very layout.
+                unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), layout) };
+            }
+        }
+    }
+
+    /// Under loom the slots are a boxed slice of loom cells.
+    #[cfg(loom)]
+    pub(crate) struct Slots<T>(Box<[SlotCell<T>]>);
+
+    #[cfg(loom)]
+    impl<T: Copy> Slots<T> {
+        pub(crate) fn new(len: usize) -> Option<Self> {
+            Some(Self((0..len).map(|_| SlotCell::new()).collect()))
+        }
+    }
+
+    #[cfg(loom)]
+    impl<T> std::ops::Deref for Slots<T> {
+        type Target = [SlotCell<T>];
+        fn deref(&self) -> &[SlotCell<T>] {
+            &self.0
+        }
+    }
+
     /// The first slot's value as a raw pointer with the provenance of the
     /// whole slice. The slots are contiguous `T`s (`SlotCell` is transparent)
     /// and sit in `UnsafeCell`s, so writing through the pointer is allowed;
@@ -70,9 +156,6 @@ pub(crate) mod cell {
 
     #[cfg(not(loom))]
     impl<T: Copy> SlotCell<T> {
-        pub(crate) fn new() -> Self {
-            Self(std::cell::UnsafeCell::new(MaybeUninit::uninit()))
-        }
         #[inline(always)]
         pub(crate) fn write_ptr(&self) -> *mut MaybeUninit<T> {
             self.0.get()

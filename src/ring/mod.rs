@@ -61,7 +61,7 @@ use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::cell::SlotCell;
+use crate::sync::cell::Slots;
 use crate::sync::{fence, AtomicBool, AtomicU64, Ordering};
 
 pub(crate) use gate::GateId;
@@ -141,7 +141,7 @@ pub struct Ring<T> {
     published: CachePadded<AtomicU64>,
     claim: CachePadded<AtomicU64>,
     limit: CachePadded<AtomicU64>,
-    slots: Box<[SlotCell<T>]>,
+    slots: Slots<T>,
     mask: u64,
     capacity: u64,
     policy: OverflowPolicy,
@@ -195,10 +195,7 @@ impl<T: Copy + Send> Ring<T> {
         max_gates: usize,
     ) -> Result<Self, CapacityError> {
         check_capacity(capacity)?;
-        let slots = (0..capacity)
-            .map(|_| SlotCell::new())
-            .collect::<Vec<_>>()
-            .into_boxed_slice();
+        let slots = Slots::new(capacity).ok_or(CapacityError::TooLarge(capacity))?;
         Ok(Self {
             published: CachePadded::new(AtomicU64::new(0)),
             claim: CachePadded::new(AtomicU64::new(0)),
@@ -679,6 +676,21 @@ mod tests {
         assert!(spsc::<u64>(3, OverflowPolicy::Block).is_err());
         let msg = CapacityError::NotPowerOfTwo(12).to_string();
         assert!(msg.contains("try 16"), "{msg}");
+    }
+
+    #[test]
+    fn slots_are_aligned_to_line_pairs_and_zero_sized_records_work() {
+        let r = Ring::<crate::Reading>::new(1024, OverflowPolicy::Block, 1).unwrap();
+        assert_eq!(
+            r.slots.as_ptr() as usize % crate::sync::cell::SLOTS_ALIGN,
+            0
+        );
+        assert_eq!(r.slots.len(), 1024);
+        let (mut w, mut rd) = spsc::<()>(4, OverflowPolicy::Block).unwrap();
+        w.publish_slice(&[(), (), ()]).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(rd.read_into(10, &mut out).read, 3);
+        assert_eq!(out.len(), 3);
     }
 
     #[test]
