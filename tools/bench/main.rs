@@ -441,8 +441,19 @@ fn evaluate_targets(results: &[ScenarioResult], lat: &[LatResult], fl: &Floors) 
                 (ratio / TARGET_RATIO - 1.0) * 100.0
             )
         } else {
+            // 1.25× a peer that already moves its records near this
+            // machine's copy bandwidth cannot be had by any queue here.
+            let needed = TARGET_RATIO * memcpy_fraction(peer.median(), fl);
+            let physical = if needed > 1.0 {
+                format!(
+                    "; out of reach here: {TARGET_RATIO}× {} would be {needed:.2}× this machine's memcpy bandwidth",
+                    peer.system.name
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "{ratio:.2}× {} ({:.1} vs {:.1} M rec/s): missed by {:.0} % (telering needs {:.2}× its throughput)",
+                "{ratio:.2}× {} ({:.1} vs {:.1} M rec/s): missed by {:.0} % (telering needs {:.2}× its throughput){physical}",
                 peer.system.name,
                 res.telering().map_or(0.0, Row::median),
                 peer.median(),
