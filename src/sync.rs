@@ -61,8 +61,8 @@ pub(crate) mod cell {
 
     /// A ring's slot array, allocated aligned to [`SLOTS_ALIGN`]. (A boxed
     /// slice gets whatever the allocator returns: glibc's large blocks start
-    /// 16 bytes into a page, so half of all 32-byte records would span two
-    /// cache lines, and both sides would pay for two lines per record.)
+    /// 16 bytes into a page, so every other 32-byte record would span two
+    /// cache lines, and copying it in or out would touch both.)
     #[cfg(not(loom))]
     pub(crate) struct Slots<T> {
         ptr: std::ptr::NonNull<SlotCell<T>>,

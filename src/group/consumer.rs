@@ -103,9 +103,9 @@ impl ConsumerConfig {
 
     /// Lets `poll` gather up to `min` records (at most its `max`) for up to
     /// `max_wait` once the first record is there, as Kafka's
-    /// `fetch.min.bytes` and `fetch.max.wait.ms` do. A `poll` still returns
-    /// at once with nothing to deliver only after its timeout, and never
-    /// later than its timeout either way.
+    /// `fetch.min.bytes` and `fetch.max.wait.ms` do. A poll that finds
+    /// nothing still waits up to its timeout for the first record; gathering
+    /// never makes it return later than its timeout.
     ///
     /// Fewer, larger batches cost less per record: a consumer of a trickle
     /// no longer wakes (and makes the producer wake it) for every record.
@@ -485,7 +485,9 @@ impl<T: Copy + Send + 'static> Consumer<T> {
 
     /// Returns the records available now, up to `max`, waiting up to
     /// `timeout` (per the wait strategy) when there are none. An empty batch
-    /// means the timeout passed.
+    /// means the timeout passed. With [`ConsumerConfig::fetch`], a poll that
+    /// finds fewer than `fetch_min` records gathers more for up to
+    /// `fetch_max_wait` first.
     pub fn poll(&mut self, max: usize, timeout: Duration) -> Result<Batch<'_, T>, ConsumerError> {
         if self.closed {
             return Err(ConsumerError::Closed);
