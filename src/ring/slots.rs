@@ -152,16 +152,13 @@ impl<T: Copy + Send> Ring<T> {
         {
             let (idx, first, second) = self.stretches(start, n);
             let base = base_ptr(&self.slots).cast_const();
-            // SAFETY: both stretches lie inside the array (see `fill_run`),
-            // hold published records (initialised), and the writer cannot
-            // write them while the caller's gate is below them, which lasts
-            // at least until this function returns.
-            let (a, b) = unsafe {
-                (
-                    std::slice::from_raw_parts(base.add(idx), first),
-                    std::slice::from_raw_parts(base, second),
-                )
-            };
+            // Both stretches lie inside the array (see `fill_run`) and hold
+            // published, initialised records that the writer cannot touch
+            // while the caller's gate is below them (until this returns).
+            // SAFETY: as just said, for slots idx..idx + first.
+            let a = unsafe { std::slice::from_raw_parts(base.add(idx), first) };
+            // SAFETY: as just said, for slots 0..second.
+            let b = unsafe { std::slice::from_raw_parts(base, second) };
             // Two plain loops, not a chain, so each vectorises on its own.
             for (i, v) in a.iter().enumerate() {
                 f(start + i as u64, v);

@@ -488,7 +488,7 @@ impl Target {
             }
             _ => None,
         };
-        let mut per_round: Vec<f64> = match (num, den) {
+        let per_round: Vec<f64> = match (num, den) {
             (Some(a), Some(b)) if a.rounds_msg_per_s.len() == b.rounds_msg_per_s.len() => a
                 .rounds_msg_per_s
                 .iter()
@@ -510,7 +510,6 @@ impl Target {
                 round3((sorted[m - 1] + sorted[m]) / 2.0)
             })
         };
-        per_round.shrink_to_fit();
         Self {
             name,
             ratio,
