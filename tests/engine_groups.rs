@@ -395,3 +395,28 @@ fn fetch_min_gathers_records_until_min_or_max_wait() {
         "gathered past a zero timeout"
     );
 }
+
+/// Durations at the limit (`Duration::MAX` as a poll timeout or as
+/// `fetch_max_wait`) mean "as long as it takes", never an overflow panic.
+#[test]
+fn huge_timeouts_do_not_overflow() {
+    let e = engine(1, 64, OverflowPolicy::Block);
+    let mut c = e
+        .consumer(ConsumerConfig::cluster("g").fetch(8, Duration::MAX))
+        .unwrap();
+    c.subscribe(&["t"]).unwrap();
+    // Fewer than fetch_min and a zero poll timeout: returns what is there.
+    publish(&e, 3);
+    assert_eq!(c.poll(64, Duration::ZERO).unwrap().len(), 3);
+    // Nothing there, an unbounded timeout: returns once records come.
+    let e2 = e.clone();
+    let late = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        let mut p = e2.producer("t").unwrap();
+        for i in 0..8 {
+            p.send_to(0, i).unwrap();
+        }
+    });
+    assert_eq!(c.poll(64, Duration::MAX).unwrap().len(), 8);
+    late.join().unwrap();
+}

@@ -118,6 +118,14 @@ impl ConsumerConfig {
     }
 }
 
+/// `now + d`, saturating at a point decades away: a timeout of
+/// `Duration::MAX` means "wait as long as it takes", not a panic.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(1 << 30)))
+        .unwrap_or(now)
+}
+
 /// Longest sleep of a `Park` consumer gathering records up to `fetch_min`.
 const GATHER_SLICE: Duration = Duration::from_millis(1);
 
@@ -565,7 +573,7 @@ impl<T: Copy + Send + 'static> Consumer<T> {
                 return Err(ConsumerError::EngineClosed);
             }
             let now = Instant::now();
-            let deadline = *deadline.get_or_insert(now + timeout);
+            let deadline = *deadline.get_or_insert(later(now, timeout));
             if now >= deadline {
                 return Ok(Batch {
                     records: &self.buf,
@@ -605,7 +613,8 @@ impl<T: Copy + Send + 'static> Consumer<T> {
         let now = Instant::now();
         // Bounded by the poll's timeout, counted from when it started to
         // wait (or from now, when records were there at once).
-        let end = *until.get_or_insert_with(|| (now + wait).min(deadline.unwrap_or(now + timeout)));
+        let end = *until
+            .get_or_insert_with(|| later(now, wait).min(deadline.unwrap_or(later(now, timeout))));
         if now >= end {
             return false;
         }
