@@ -171,12 +171,13 @@ struct JsonReading {
 /// Splits `sensors/<device>/<metric>` into the device id and the metric.
 pub fn parse_topic(topic: &[u8]) -> Result<(DeviceId, Metric), Reason> {
     let topic = std::str::from_utf8(topic).map_err(|_| Reason::UnknownTopic)?;
-    let mut parts = topic.split('/');
-    let (Some("sensors"), Some(device), Some(metric), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Reason::UnknownTopic);
-    };
+    // Exactly three levels, the first `sensors` (a direct split rather than
+    // a `split('/')` iterator: this runs for every message).
+    let (device, metric) = topic
+        .strip_prefix("sensors/")
+        .and_then(|rest| rest.split_once('/'))
+        .filter(|(_, metric)| !metric.contains('/'))
+        .ok_or(Reason::UnknownTopic)?;
     let metric = match metric {
         "temperature" => Metric::Temperature,
         "humidity" => Metric::Humidity,
@@ -382,6 +383,30 @@ mod tests {
         assert_eq!(
             v("sensors/d/temperature", &big).map(|_| ()),
             Err(PayloadTooLarge)
+        );
+    }
+
+    #[test]
+    fn topic_levels_are_checked_exactly() {
+        let cases: [(&str, Result<Metric, Reason>); 10] = [
+            ("sensors/a/temperature", Ok(Metric::Temperature)),
+            ("sensors/a/reading", Ok(Metric::Reading)),
+            ("sensors/a/b/temperature", Err(Reason::UnknownTopic)),
+            ("sensors/a/temperature/", Err(Reason::UnknownTopic)),
+            ("sensors/a", Err(Reason::UnknownTopic)),
+            ("sensors/", Err(Reason::UnknownTopic)),
+            ("/sensors/a/temperature", Err(Reason::UnknownTopic)),
+            ("sensorsX/a/temperature", Err(Reason::UnknownTopic)),
+            ("sensors/a/", Err(Reason::UnknownMetric)),
+            ("sensors//humidity", Err(Reason::DeviceIdEmpty)),
+        ];
+        for (topic, want) in cases {
+            let got = parse_topic(topic.as_bytes()).map(|(_, m)| m);
+            assert_eq!(got, want, "{topic}");
+        }
+        assert_eq!(
+            parse_topic(b"sensors/\xff/temperature"),
+            Err(Reason::UnknownTopic)
         );
     }
 
