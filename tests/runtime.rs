@@ -47,6 +47,15 @@ fn drain_delivers_everything_and_reports_per_group() {
     let report = rt.shutdown(Shutdown::Drain);
     assert_eq!(report.groups["c"].handled, 20_000);
     assert_eq!(report.groups["b"].handled, 20_000);
+    assert_eq!(
+        report.handled(),
+        [("b".to_owned(), 20_000), ("c".to_owned(), 20_000)].into()
+    );
+    assert_eq!(
+        report.missed(),
+        [("b".to_owned(), 0), ("c".to_owned(), 0)].into()
+    );
+    assert_eq!(report.panics(), 0);
     assert_eq!(report.members.len(), 3);
     for seen in [&cluster, &bcast] {
         let seen = seen.lock().unwrap();

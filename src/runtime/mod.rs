@@ -234,6 +234,27 @@ pub struct RuntimeReport {
     pub pinning: PinPlan,
 }
 
+impl RuntimeReport {
+    /// Records handled, per group.
+    pub fn handled(&self) -> BTreeMap<String, u64> {
+        self.per_group(|g| g.handled)
+    }
+
+    /// Records reported missed, per group.
+    pub fn missed(&self) -> BTreeMap<String, u64> {
+        self.per_group(|g| g.missed)
+    }
+
+    /// Members whose handler panicked, over all groups.
+    pub fn panics(&self) -> usize {
+        self.groups.values().map(|g| g.panics).sum()
+    }
+
+    fn per_group(&self, f: impl Fn(&GroupReport) -> u64) -> BTreeMap<String, u64> {
+        self.groups.iter().map(|(n, g)| (n.clone(), f(g))).collect()
+    }
+}
+
 /// Running consumer threads. Dropping it stops them (like
 /// `shutdown(Shutdown::Stop)`).
 pub struct Runtime<T: Copy + Send + 'static> {

@@ -162,17 +162,9 @@ impl Telering {
         let report = self.runtime.shutdown(Shutdown::Drain);
         Final {
             ingest,
-            handled: report
-                .groups
-                .iter()
-                .map(|(g, r)| (g.clone(), r.handled))
-                .collect(),
-            missed: report
-                .groups
-                .iter()
-                .map(|(g, r)| (g.clone(), r.missed))
-                .collect(),
-            handler_panics: report.groups.values().map(|g| g.panics).sum(),
+            handled: report.handled(),
+            missed: report.missed(),
+            handler_panics: report.panics(),
             pinning,
         }
     }

@@ -182,17 +182,9 @@ impl Session {
             dropped: ingest.dropped_by_broker + ingest.rejected,
             dropped_by_broker: ingest.dropped_by_broker,
             rejected: ingest.rejected,
-            delivered: report
-                .groups
-                .iter()
-                .map(|(g, r)| (g.clone(), r.handled))
-                .collect(),
-            missed: report
-                .groups
-                .iter()
-                .map(|(g, r)| (g.clone(), r.missed))
-                .collect(),
-            handler_panics: report.groups.values().map(|g| g.panics).sum(),
+            delivered: report.handled(),
+            missed: report.missed(),
+            handler_panics: report.panics(),
             unhealthy_listeners,
             alerts: self.shared.alerts.load(Ordering::Relaxed),
             devices: self.shared.devices.lock().map_or(0, |d| d.len()),
