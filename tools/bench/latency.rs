@@ -273,7 +273,13 @@ pub fn run(system: LatSystem, cfg: &LatConfig, pins: &Pins) -> LatResult {
             );
             out.pop().flatten()
         }
-        LatSystem::RingPoll => {
+        // The ring with `Reader::wait` (`Ring(w)`), or polled with
+        // `read_with` alone in a spin loop (`RingPoll`).
+        LatSystem::Ring(_) | LatSystem::RingPoll => {
+            let wait = match system {
+                LatSystem::Ring(w) => Some(w),
+                _ => None,
+            };
             let (mut w, mut r) =
                 ring::spsc::<Reading>(CAPACITY, OverflowPolicy::Block).expect("ring capacity");
             let (_, mut out) = run_pinned(
@@ -288,33 +294,17 @@ pub fn run(system: LatSystem, cfg: &LatConfig, pins: &Pins) -> LatResult {
                     job(move || {
                         let mut rec = Recorder::new(base, cfg);
                         while rec.seen < n {
-                            if r.read_with(READ_MAX, |_, v| rec.record(v.ts_us)) == 0 {
-                                spin_loop();
-                            }
-                        }
-                        Some(rec.hist)
-                    }),
-                ],
-            );
-            out.pop().flatten()
-        }
-        LatSystem::Ring(wait) => {
-            let (mut w, mut r) =
-                ring::spsc::<Reading>(CAPACITY, OverflowPolicy::Block).expect("ring capacity");
-            let (_, mut out) = run_pinned(
-                pins,
-                vec![
-                    job(move || {
-                        produce(base, cfg, |v| {
-                            w.publish(v).expect("telering publish");
-                        });
-                        None
-                    }),
-                    job(move || {
-                        let mut rec = Recorder::new(base, cfg);
-                        while rec.seen < n {
-                            if r.wait(wait, None) {
-                                r.read_with(READ_MAX, |_, v| rec.record(v.ts_us));
+                            match wait {
+                                Some(wait) => {
+                                    if r.wait(wait, None) {
+                                        r.read_with(READ_MAX, |_, v| rec.record(v.ts_us));
+                                    }
+                                }
+                                None => {
+                                    if r.read_with(READ_MAX, |_, v| rec.record(v.ts_us)) == 0 {
+                                        spin_loop();
+                                    }
+                                }
                             }
                         }
                         Some(rec.hist)
