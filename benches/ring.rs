@@ -19,24 +19,13 @@
 
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion};
 
 #[allow(dead_code)]
 #[path = "../tools/bench/scenarios.rs"]
 mod scenarios;
 
-use scenarios::{Kind, Pins, Scenario};
-
-fn bench_scenario(c: &mut Criterion, pins: &Pins, scenario: &Scenario) {
-    let mut group = c.benchmark_group(scenario.id);
-    group.throughput(Throughput::Elements(1));
-    for system in &scenario.systems {
-        group.bench_function(system.name, |b| {
-            b.iter_custom(|records| (system.run)(records, pins))
-        });
-    }
-    group.finish();
-}
+use scenarios::{bench_scenario, Kind, Pins};
 
 fn ring(c: &mut Criterion) {
     // The core list first, before any thread is pinned (the benches pin only

@@ -1163,3 +1163,16 @@ pub fn all() -> Vec<Scenario> {
         },
     ]
 }
+
+/// One criterion group for a scenario, a benchmark per system, each run
+/// through `iter_custom` (the benches in `benches/`).
+pub fn bench_scenario(c: &mut criterion::Criterion, pins: &Pins, scenario: &Scenario) {
+    let mut group = c.benchmark_group(scenario.id);
+    group.throughput(criterion::Throughput::Elements(1));
+    for system in &scenario.systems {
+        group.bench_function(system.name, |b| {
+            b.iter_custom(|records| (system.run)(records, pins))
+        });
+    }
+    group.finish();
+}
