@@ -62,6 +62,6 @@ pub use engine::Engine;
 pub use error::{ConsumerError, EngineError};
 pub use group::{Batch, Consumer, ConsumerConfig, GroupMode, GroupStats, OffsetReset, Record};
 pub use record::{DeviceId, Keyed, Reading};
-pub use ring::{OverflowPolicy, WaitStrategy};
+pub use ring::{OverflowPolicy, SlotLayout, WaitStrategy};
 pub use runtime::{Handler, Runtime, RuntimeReport, Shutdown};
 pub use topic::{Producer, SendError, TopicConfig, TopicId, TopicPartition};

@@ -59,61 +59,109 @@ pub(crate) mod cell {
     #[cfg(not(loom))]
     pub(crate) const SLOTS_ALIGN: usize = 128;
 
-    /// A ring's slot array, allocated aligned to [`SLOTS_ALIGN`]. (A boxed
-    /// slice gets whatever the allocator returns: glibc's large blocks start
-    /// 16 bytes into a page, so every other 32-byte record would span two
-    /// cache lines, and copying it in or out would touch both.)
+    /// A cell type a slot array can hold.
+    ///
+    /// # Safety
+    /// The all-zero bit pattern is a valid, empty cell (outside loom the
+    /// array is allocated zeroed and never initialised cell by cell).
+    pub(crate) unsafe trait Cell {
+        /// An empty cell (used under loom, where cells are real objects).
+        #[cfg(loom)]
+        fn empty() -> Self;
+    }
+
+    // SAFETY: `MaybeUninit<T>` may hold any bytes, zeros included.
+    unsafe impl<T: Copy> Cell for SlotCell<T> {
+        #[cfg(loom)]
+        fn empty() -> Self {
+            SlotCell::new()
+        }
+    }
+
+    /// A slot of the *marked* layout: the record with the offset it holds.
+    ///
+    /// `mark` is `offset + 1` once the record with that offset is written (0:
+    /// never written), stored by the writer with `Release` after the record.
+    /// A reader that loads `mark == offset + 1` with `Acquire` may read the
+    /// record, and it finds both in the same cache line (or pair of lines).
+    #[repr(C)]
+    #[derive(Debug)]
+    pub(crate) struct MarkedCell<T> {
+        pub(crate) mark: super::AtomicU64,
+        pub(crate) cell: SlotCell<T>,
+    }
+
+    // SAFETY: a zero mark means "never written", and the record cell may
+    // hold any bytes.
+    unsafe impl<T: Copy> Cell for MarkedCell<T> {
+        #[cfg(loom)]
+        fn empty() -> Self {
+            MarkedCell {
+                mark: super::AtomicU64::new(0),
+                cell: SlotCell::new(),
+            }
+        }
+    }
+
+    /// A ring's slot array, allocated zeroed and aligned to [`SLOTS_ALIGN`].
+    /// (A boxed slice gets whatever the allocator returns: glibc's large
+    /// blocks start 16 bytes into a page, so every other 32-byte record would
+    /// span two cache lines, and copying it in or out would touch both.)
     #[cfg(not(loom))]
-    pub(crate) struct Slots<T> {
-        ptr: std::ptr::NonNull<SlotCell<T>>,
+    pub(crate) struct Slots<C> {
+        ptr: std::ptr::NonNull<C>,
         len: usize,
     }
 
     #[cfg(not(loom))]
-    impl<T> Slots<T> {
+    impl<C: Cell> Slots<C> {
         fn layout(len: usize) -> Option<std::alloc::Layout> {
-            std::alloc::Layout::array::<SlotCell<T>>(len)
+            std::alloc::Layout::array::<C>(len)
                 .ok()?
                 .align_to(SLOTS_ALIGN)
                 .ok()
         }
 
-        /// `len` uninitialised slots; `None` if the size overflows.
+        /// `len` empty cells; `None` if the size overflows.
         pub(crate) fn new(len: usize) -> Option<Self> {
             let layout = Self::layout(len)?;
             let ptr = if layout.size() == 0 {
                 std::ptr::NonNull::dangling()
             } else {
-                // SAFETY: the layout has a non-zero size.
-                let raw = unsafe { std::alloc::alloc(layout) };
-                match std::ptr::NonNull::new(raw.cast::<SlotCell<T>>()) {
+                // SAFETY: the layout has a non-zero size. Zeroed: every
+                // `Cell` is empty as all zeros (large blocks come straight
+                // from the kernel already zeroed, so this costs nothing).
+                let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+                match std::ptr::NonNull::new(raw.cast::<C>()) {
                     Some(p) => p,
                     None => std::alloc::handle_alloc_error(layout),
                 }
             };
-            // Slots hold `MaybeUninit<T>`: uninitialised memory is a valid
-            // value for them, so nothing needs writing here.
             Some(Self { ptr, len })
         }
     }
 
     #[cfg(not(loom))]
-    impl<T> std::ops::Deref for Slots<T> {
-        type Target = [SlotCell<T>];
+    impl<C> std::ops::Deref for Slots<C> {
+        type Target = [C];
         #[inline(always)]
-        fn deref(&self) -> &[SlotCell<T>] {
-            // SAFETY: `ptr` points to `len` slots allocated by `new` (or is
-            // dangling and well aligned for a zero-sized layout), valid for as
-            // long as `self`; `SlotCell<T>` may hold any bit pattern.
+        fn deref(&self) -> &[C] {
+            // SAFETY: `ptr` points to `len` zero-initialised cells allocated
+            // by `new` (or is dangling and well aligned for a zero-sized
+            // layout), valid for as long as `self`; zeros are a valid `C`.
             unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
         }
     }
 
     #[cfg(not(loom))]
-    impl<T> Drop for Slots<T> {
+    impl<C> Drop for Slots<C> {
         fn drop(&mut self) {
-            // `T: Copy` in every ring, so there is nothing to drop in place.
-            if let Some(layout) = Self::layout(self.len).filter(|l| l.size() > 0) {
+            // Cells hold `T: Copy` records and atomics: nothing to drop.
+            let layout = std::alloc::Layout::array::<C>(self.len)
+                .ok()
+                .and_then(|l| l.align_to(SLOTS_ALIGN).ok())
+                .filter(|l| l.size() > 0);
+            if let Some(layout) = layout {
                 // SAFETY: allocated in `new` with this very layout.
                 unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), layout) };
             }
@@ -122,19 +170,19 @@ pub(crate) mod cell {
 
     /// Under loom the slots are a boxed slice of loom cells.
     #[cfg(loom)]
-    pub(crate) struct Slots<T>(Box<[SlotCell<T>]>);
+    pub(crate) struct Slots<C>(Box<[C]>);
 
     #[cfg(loom)]
-    impl<T: Copy> Slots<T> {
+    impl<C: Cell> Slots<C> {
         pub(crate) fn new(len: usize) -> Option<Self> {
-            Some(Self((0..len).map(|_| SlotCell::new()).collect()))
+            Some(Self((0..len).map(|_| C::empty()).collect()))
         }
     }
 
     #[cfg(loom)]
-    impl<T> std::ops::Deref for Slots<T> {
-        type Target = [SlotCell<T>];
-        fn deref(&self) -> &[SlotCell<T>] {
+    impl<C> std::ops::Deref for Slots<C> {
+        type Target = [C];
+        fn deref(&self) -> &[C] {
             &self.0
         }
     }

@@ -17,8 +17,14 @@
 
 use loom::thread;
 use telering::ring::{
-    spsc, BatchError, OverflowPolicy, PublishError, ReadOutcome, Reader, WaitStrategy,
+    spsc, spsc_with, BatchError, OverflowPolicy, PublishError, ReadOutcome, Reader, SlotLayout,
+    WaitStrategy,
 };
+
+/// Both slot layouts, for the models that run on each: the marked layout
+/// publishes through per-slot marks (and a lazily stored cursor) instead of
+/// the cursor alone, so its happens-before edges are different ones.
+const LAYOUTS: [SlotLayout; 2] = [SlotLayout::Packed, SlotLayout::Marked];
 
 /// Runs `f` under loom with a preemption bound of 2 unless
 /// `LOOM_MAX_PREEMPTIONS` says otherwise, and reports how many interleavings
@@ -70,43 +76,51 @@ fn read_exactly(r: &mut Reader<u64>, n: usize, max: usize) -> Vec<u64> {
 ///    around and must wait for the reader's gate.
 #[test]
 fn block_publish_read_wraps() {
-    model(|| {
-        let (mut w, mut r) = spsc::<u64>(2, OverflowPolicy::Block).unwrap();
-        let writer = thread::spawn(move || {
-            for i in 0..4 {
-                assert_eq!(w.publish(i), Ok(i));
-            }
-            w
-        });
-        let out = read_exactly(&mut r, 4, 4);
-        assert_eq!(out, [0, 1, 2, 3]);
-        let w = writer.join().unwrap();
-        assert_eq!(w.ring().published(), 4);
-        assert_eq!(r.position(), 4);
-        assert_eq!(r.missed(), 0);
+    for layout in LAYOUTS {
+        model(move || block_publish_read_wraps_in(layout));
+    }
+}
+
+fn block_publish_read_wraps_in(layout: SlotLayout) {
+    let (mut w, mut r) = spsc_with::<u64>(2, OverflowPolicy::Block, layout).unwrap();
+    let writer = thread::spawn(move || {
+        for i in 0..4 {
+            assert_eq!(w.publish(i), Ok(i));
+        }
+        w
     });
+    let out = read_exactly(&mut r, 4, 4);
+    assert_eq!(out, [0, 1, 2, 3]);
+    let w = writer.join().unwrap();
+    assert_eq!(w.ring().published(), 4);
+    assert_eq!(r.position(), 4);
+    assert_eq!(r.missed(), 0);
 }
 
 /// 2. Batch publishes (`publish_slice` split into one-ring claims, then
 ///    `publish_with`) wrapping around under `Block`.
 #[test]
 fn block_batch_publish_wraps() {
-    model(|| {
-        let (mut w, mut r) = spsc::<u64>(2, OverflowPolicy::Block).unwrap();
-        let writer = thread::spawn(move || {
-            // Three records on a two-slot ring: claims of 2 then 1.
-            assert_eq!(w.publish_slice(&[0, 1, 2]), Ok(0));
-            let first = w.next_offset();
-            assert_eq!(first, 3);
-            assert_eq!(w.publish_with(2, |i| first + i as u64), Ok(2));
-            w
-        });
-        let out = read_exactly(&mut r, 5, 3);
-        assert_eq!(out, [0, 1, 2, 3, 4]);
-        let w = writer.join().unwrap();
-        assert_eq!(w.ring().published(), 5);
-        assert_eq!(w.ring().rejected(), 0);
+    for layout in LAYOUTS {
+        model(move || block_batch_publish_wraps_in(layout));
+    }
+}
+
+fn block_batch_publish_wraps_in(layout: SlotLayout) {
+    let (mut w, mut r) = spsc_with::<u64>(2, OverflowPolicy::Block, layout).unwrap();
+    let writer = thread::spawn(move || {
+        // Three records on a two-slot ring: claims of 2 then 1.
+        assert_eq!(w.publish_slice(&[0, 1, 2]), Ok(0));
+        let first = w.next_offset();
+        assert_eq!(first, 3);
+        assert_eq!(w.publish_with(2, |i| first + i as u64), Ok(2));
+        w
     });
+    let out = read_exactly(&mut r, 5, 3);
+    assert_eq!(out, [0, 1, 2, 3, 4]);
+    let w = writer.join().unwrap();
+    assert_eq!(w.ring().published(), 5);
+    assert_eq!(w.ring().rejected(), 0);
 }
 
 /// 3. In-place `read_with` with wrap-around under `Block`: the writer must not
@@ -114,27 +128,31 @@ fn block_batch_publish_wraps() {
 ///    tracked slot cell checks this).
 #[test]
 fn block_read_with_wraps() {
-    model(|| {
-        let (mut w, mut r) = spsc::<u64>(2, OverflowPolicy::Block).unwrap();
-        let writer = thread::spawn(move || {
-            for i in 0..4 {
-                assert_eq!(w.publish(i), Ok(i));
-            }
-        });
-        let mut seen = Vec::new();
-        while seen.len() < 4 {
-            let n = r.read_with(2, |offset, v| {
-                assert_eq!(*v, offset, "slot holds a record of another lap");
-                seen.push(*v);
-            });
-            if n == 0 {
-                thread::yield_now();
-            }
+    for layout in LAYOUTS {
+        model(move || block_read_with_wraps_in(layout));
+    }
+}
+
+fn block_read_with_wraps_in(layout: SlotLayout) {
+    let (mut w, mut r) = spsc_with::<u64>(2, OverflowPolicy::Block, layout).unwrap();
+    let writer = thread::spawn(move || {
+        for i in 0..4 {
+            assert_eq!(w.publish(i), Ok(i));
         }
-        assert_eq!(seen, [0, 1, 2, 3]);
-        assert_eq!(r.position(), 4);
-        writer.join().unwrap();
     });
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let n = r.read_with(2, |offset, v| {
+            assert_eq!(*v, offset, "slot holds a record of another lap");
+            seen.push(*v);
+        });
+        if n == 0 {
+            thread::yield_now();
+        }
+    }
+    assert_eq!(seen, [0, 1, 2, 3]);
+    assert_eq!(r.position(), 4);
+    writer.join().unwrap();
 }
 
 /// 4. `Reject`: every attempt is either accepted or rejected (and counted),
@@ -367,9 +385,12 @@ fn close_wakes_parked_reader() {
 /// 6b. A publish wakes a reader parked in `wait(Park)`, which then reads it.
 #[test]
 fn publish_wakes_parked_reader() {
-    for yields in WAKER_YIELDS {
+    for (layout, yields) in LAYOUTS
+        .into_iter()
+        .flat_map(|l| WAKER_YIELDS.map(move |y| (l, y)))
+    {
         model(move || {
-            let (mut w, mut r) = spsc::<u64>(2, OverflowPolicy::Block).unwrap();
+            let (mut w, mut r) = spsc_with::<u64>(2, OverflowPolicy::Block, layout).unwrap();
             let reader = thread::spawn(move || {
                 assert!(r.wait(WaitStrategy::Park, None));
                 let mut out = Vec::new();

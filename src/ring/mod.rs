@@ -13,7 +13,10 @@
 //! A record with offset `o` lives in slot `o & mask`.
 //!
 //! - `published` (cache-padded): records `[0, published)` have been written
-//!   and are visible. Only the writer stores it, with `Release`, once per batch.
+//!   and are visible. Only the writer stores it, with `Release`, once per batch
+//!   (packed layout) or once per [`slots::LAZY_PUBLISH`] records (marked
+//!   layout, where each slot's mark says whether its record is written:
+//!   [`SlotLayout`]). [`Ring::published`] is exact in both layouts.
 //! - `claim` (cache-padded, `Overwrite` only): end of the batch the writer is
 //!   writing. `claim >= published`; records below `claim - capacity` may be
 //!   overwritten at any moment.
@@ -36,6 +39,7 @@
 //!    the record it held. Gates only move forward, except through the join
 //!    handshake ([`gate`]), which never moves a gate below `limit - capacity`.
 //! 4. A reader reads offset `o` only if `o < published` it loaded with
+//!    `Acquire`, or (marked layout) it loaded `o`'s mark as `o + 1` with
 //!    `Acquire`; under the gated policies also `o >=` its own gate.
 //! 5. `Overwrite`: a copied record with offset `o` is delivered only if, after
 //!    the copy, `o >= claim - capacity`; every record skipped is counted as
@@ -61,11 +65,12 @@ use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::cell::Slots;
 use crate::sync::{fence, AtomicBool, AtomicU64, Ordering};
 
 pub(crate) use gate::GateId;
 use gate::Gates;
+pub use slots::SlotLayout;
+use slots::{Storage, LAZY_PUBLISH};
 pub use wait::WaitStrategy;
 pub(crate) use wait::{park_for, Pause, Waiter, Waiters};
 pub use writer::{BatchError, PublishError, Writer};
@@ -94,6 +99,9 @@ pub enum CapacityError {
     /// Capacity too large to allocate sensibly.
     #[error("ring capacity {0} is larger than the maximum {max}", max = MAX_CAPACITY)]
     TooLarge(usize),
+    /// The marked slot layout was asked for with the `Overwrite` policy.
+    #[error("the marked slot layout works with the Block and Reject policies only, not Overwrite")]
+    MarkedOverwrite,
 }
 
 /// Largest capacity accepted (2^30 slots).
@@ -141,7 +149,7 @@ pub struct Ring<T> {
     published: CachePadded<AtomicU64>,
     claim: CachePadded<AtomicU64>,
     limit: CachePadded<AtomicU64>,
-    slots: Slots<T>,
+    slots: Storage<T>,
     mask: u64,
     capacity: u64,
     policy: OverflowPolicy,
@@ -187,15 +195,41 @@ pub fn check_capacity(capacity: usize) -> Result<(), CapacityError> {
     }
 }
 
+/// Checks a ring's parameters: the capacity ([`check_capacity`]), and that
+/// the marked layout is not asked for with `Overwrite`.
+pub fn check_params(
+    capacity: usize,
+    policy: OverflowPolicy,
+    layout: SlotLayout,
+) -> Result<(), CapacityError> {
+    check_capacity(capacity)?;
+    if layout == SlotLayout::Marked && policy == OverflowPolicy::Overwrite {
+        return Err(CapacityError::MarkedOverwrite);
+    }
+    Ok(())
+}
+
 impl<T: Copy + Send> Ring<T> {
-    /// A ring of `capacity` slots (a power of two) with `max_gates` gate slots.
+    /// A packed ring of `capacity` slots (a power of two) with `max_gates`
+    /// gate slots.
     pub fn new(
         capacity: usize,
         policy: OverflowPolicy,
         max_gates: usize,
     ) -> Result<Self, CapacityError> {
-        check_capacity(capacity)?;
-        let slots = Slots::new(capacity).ok_or(CapacityError::TooLarge(capacity))?;
+        Self::with_layout(capacity, policy, max_gates, SlotLayout::Packed)
+    }
+
+    /// A ring with the given slot layout ([`SlotLayout::Marked`] only with
+    /// the `Block` and `Reject` policies).
+    pub fn with_layout(
+        capacity: usize,
+        policy: OverflowPolicy,
+        max_gates: usize,
+        layout: SlotLayout,
+    ) -> Result<Self, CapacityError> {
+        check_params(capacity, policy, layout)?;
+        let slots = Storage::new(capacity, layout).ok_or(CapacityError::TooLarge(capacity))?;
         Ok(Self {
             published: CachePadded::new(AtomicU64::new(0)),
             claim: CachePadded::new(AtomicU64::new(0)),
@@ -222,11 +256,20 @@ impl<T: Copy + Send> Ring<T> {
         self.policy
     }
 
+    /// The slot layout.
+    pub fn layout(&self) -> SlotLayout {
+        self.slots.layout()
+    }
+
     /// Records published so far (= the next offset to be written).
     pub fn published(&self) -> u64 {
         // Acquire: a caller that goes on to read records below this value
         // must see their contents (pairs with the writer's Release store).
-        self.published.load(Ordering::Acquire)
+        let stored = self.published.load(Ordering::Acquire);
+        // Marked layout: `published` lags by less than LAZY_PUBLISH records;
+        // the marks past it say which records are written (also Acquire).
+        // The scan is bounded by a lap in case the writer is far ahead.
+        self.scan_marks(stored, stored + self.capacity)
     }
 
     /// Oldest offset still held in the ring.
@@ -287,7 +330,7 @@ impl<T: Copy + Send> Ring<T> {
         // (Saturating: under `Overwrite` a lap skip can move the position
         // past the cursor last loaded.)
         if cur.cached_published.saturating_sub(cur.pos) < max as u64 {
-            cur.cached_published = self.published();
+            self.refresh(cur, max);
             if cur.cached_published <= cur.pos {
                 return ReadOutcome::default();
             }
@@ -305,6 +348,20 @@ impl<T: Copy + Send> Ring<T> {
         ReadOutcome {
             read: n as usize,
             missed: 0,
+        }
+    }
+
+    /// Moves `cur.cached_published` up to what is published now: one load of
+    /// `published` (packed layout), or the marks from the cached end up to
+    /// `cur.pos + max` (marked layout; the shared cursor is not touched).
+    #[inline(always)]
+    fn refresh(&self, cur: &mut Cursor, max: usize) {
+        match self.slots {
+            Storage::Packed(_) => cur.cached_published = self.published(),
+            Storage::Marked(_) => {
+                let from = cur.cached_published.max(cur.pos);
+                cur.cached_published = self.scan_marks(from, cur.pos + max as u64);
+            }
         }
     }
 
@@ -391,9 +448,9 @@ impl<T: Copy + Send> Ring<T> {
             return 0;
         }
         if cur.cached_published.saturating_sub(cur.pos) < max as u64 {
-            cur.cached_published = self.published();
+            self.refresh(cur, max);
         }
-        let n = (cur.cached_published - cur.pos).min(max as u64);
+        let n = cur.cached_published.saturating_sub(cur.pos).min(max as u64);
         // SAFETY: the run is below published (Acquire) and the caller's gate
         // keeps the writer off these slots while `f` runs.
         unsafe { self.visit_run(cur.pos, n as usize, f) };
@@ -476,8 +533,14 @@ impl<T: Copy + Send> Ring<T> {
     }
 
     /// Whether a reader at `pos` has something to do (data or close).
+    /// In the marked layout this polls the slot at `pos` first, which is the
+    /// line the writer fills next, and reads the lazily stored `published`
+    /// (rarely written, so a cache hit) only as a fallback.
+    #[inline]
     pub(crate) fn ready(&self, pos: u64) -> bool {
-        self.published.load(Ordering::Relaxed) > pos || self.closed.load(Ordering::Relaxed)
+        self.is_marked(pos)
+            || self.published.load(Ordering::Relaxed) > pos
+            || self.closed.load(Ordering::Relaxed)
     }
 }
 
@@ -488,7 +551,16 @@ pub fn spsc<T: Copy + Send>(
     capacity: usize,
     policy: OverflowPolicy,
 ) -> Result<(Writer<T>, Reader<T>), CapacityError> {
-    let ring = crate::sync::Arc::new(Ring::new(capacity, policy, 1)?);
+    spsc_with(capacity, policy, SlotLayout::Packed)
+}
+
+/// [`spsc`] with a chosen slot layout.
+pub fn spsc_with<T: Copy + Send>(
+    capacity: usize,
+    policy: OverflowPolicy,
+    layout: SlotLayout,
+) -> Result<(Writer<T>, Reader<T>), CapacityError> {
+    let ring = crate::sync::Arc::new(Ring::with_layout(capacity, policy, 1, layout)?);
     let writer = Ring::writer(&ring).expect("fresh ring has its writer");
     let (gate, start) = ring.attach_gate(0).expect("fresh ring has a gate slot");
     Ok((
@@ -680,17 +752,119 @@ mod tests {
 
     #[test]
     fn slots_are_aligned_to_line_pairs_and_zero_sized_records_work() {
-        let r = Ring::<crate::Reading>::new(1024, OverflowPolicy::Block, 1).unwrap();
+        for layout in [SlotLayout::Packed, SlotLayout::Marked] {
+            let r = Ring::<crate::Reading>::with_layout(1024, OverflowPolicy::Block, 1, layout)
+                .unwrap();
+            assert_eq!(r.layout(), layout);
+            let (addr, len) = r.slots.addr_and_len();
+            assert_eq!(addr % crate::sync::cell::SLOTS_ALIGN, 0);
+            assert_eq!(len, 1024);
+            let (mut w, mut rd) = spsc_with::<()>(4, OverflowPolicy::Block, layout).unwrap();
+            w.publish_slice(&[(), (), ()]).unwrap();
+            let mut out = Vec::new();
+            assert_eq!(rd.read_into(10, &mut out).read, 3);
+            assert_eq!(out.len(), 3);
+        }
+    }
+
+    #[test]
+    fn marked_layout_refuses_overwrite() {
         assert_eq!(
-            r.slots.as_ptr() as usize % crate::sync::cell::SLOTS_ALIGN,
-            0
+            Ring::<u64>::with_layout(8, OverflowPolicy::Overwrite, 1, SlotLayout::Marked).err(),
+            Some(CapacityError::MarkedOverwrite)
         );
-        assert_eq!(r.slots.len(), 1024);
-        let (mut w, mut rd) = spsc::<()>(4, OverflowPolicy::Block).unwrap();
-        w.publish_slice(&[(), (), ()]).unwrap();
+        assert!(Ring::<u64>::with_layout(8, OverflowPolicy::Reject, 1, SlotLayout::Marked).is_ok());
+    }
+
+    #[test]
+    fn marked_published_is_exact_while_the_cursor_lags() {
+        let (mut w, mut r) =
+            spsc_with::<u64>(1024, OverflowPolicy::Block, SlotLayout::Marked).unwrap();
+        let ring = crate::sync::Arc::clone(&r.ring);
+        for i in 0..5 {
+            assert_eq!(w.publish(i).unwrap(), i);
+        }
+        // The stored cursor has not moved (5 < LAZY_PUBLISH), the marks have.
+        assert_eq!(ring.published.load(Ordering::Relaxed), 0);
+        assert_eq!(ring.published(), 5);
+        assert!(ring.ready(4) && !ring.ready(5));
         let mut out = Vec::new();
-        assert_eq!(rd.read_into(10, &mut out).read, 3);
-        assert_eq!(out.len(), 3);
+        assert_eq!(r.read_into(3, &mut out).read, 3);
+        assert_eq!(r.read_with(10, |o, v| assert_eq!(o, *v)), 2);
+        assert_eq!(out, [0, 1, 2]);
+        // Crossing a multiple of LAZY_PUBLISH stores the cursor.
+        let values: Vec<u64> = (5..LAZY_PUBLISH + 10).collect();
+        w.publish_slice(&values).unwrap();
+        assert_eq!(ring.published.load(Ordering::Relaxed), LAZY_PUBLISH + 10);
+        w.publish(LAZY_PUBLISH + 10).unwrap();
+        assert_eq!(ring.published(), LAZY_PUBLISH + 11);
+        // On a ring smaller than LAZY_PUBLISH the cursor is stored once a
+        // lap, so the marks past it have not been overwritten yet.
+        let (mut w4, mut r4) =
+            spsc_with::<u64>(4, OverflowPolicy::Block, SlotLayout::Marked).unwrap();
+        for i in 0..11 {
+            w4.publish(i).unwrap();
+            assert_eq!(r4.ring().published(), i + 1);
+            assert_eq!(r4.read_with(4, |o, v| assert_eq!(o, *v)), 1);
+        }
+        // A writer taken again continues exactly where the last one stopped.
+        drop(w);
+        assert_eq!(ring.published.load(Ordering::Relaxed), LAZY_PUBLISH + 11);
+        let mut w = Ring::writer(&ring).unwrap();
+        assert_eq!(w.publish(0).unwrap(), LAZY_PUBLISH + 11);
+    }
+
+    #[test]
+    fn marked_spsc_threaded_in_order_mixed_single_and_batches() {
+        for policy in [OverflowPolicy::Block, OverflowPolicy::Reject] {
+            let (mut w, mut r) = spsc_with::<u64>(64, policy, SlotLayout::Marked).unwrap();
+            const N: u64 = 200_000;
+            let t = std::thread::spawn(move || {
+                let mut i = 0;
+                while i < N {
+                    if i % 3 == 0 {
+                        let k = (N - i).min(37);
+                        match w.publish_with(k as usize, |j| i + j as u64) {
+                            Ok(got) => i += got as u64,
+                            Err(BatchError::Full { .. }) => std::thread::yield_now(),
+                            Err(e) => panic!("{e}"),
+                        }
+                    } else {
+                        match w.publish(i) {
+                            Ok(o) => {
+                                assert_eq!(o, i);
+                                i += 1;
+                            }
+                            Err(PublishError::Full(_)) => std::thread::yield_now(),
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            });
+            let mut next = 0u64;
+            let mut out = Vec::new();
+            while next < N {
+                out.clear();
+                let got = if next % 2 == 0 {
+                    r.read_into(50, &mut out).read
+                } else {
+                    r.read_with(50, |o, v| {
+                        assert_eq!(o, *v);
+                        out.push(*v);
+                    })
+                };
+                assert_eq!(got, out.len());
+                for v in &out {
+                    assert_eq!(*v, next);
+                    next += 1;
+                }
+                if got == 0 {
+                    r.wait(WaitStrategy::SpinYield, None);
+                }
+            }
+            t.join().unwrap();
+            assert_eq!(r.ring().published(), N);
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{OverflowPolicy, Ring};
+use super::{OverflowPolicy, Ring, SlotLayout, LAZY_PUBLISH};
 use crate::sync::{fence, thread, Arc, Ordering};
 
 /// A single-record publish that did not happen; the record is handed back.
@@ -75,10 +75,17 @@ enum ClaimFail {
 #[repr(align(128))]
 pub struct Writer<T: Copy + Send> {
     ring: Arc<Ring<T>>,
-    /// Next offset to write; equals `ring.published` between calls.
+    /// Next offset to write; equals `ring.published()` between calls.
     next: u64,
     /// Cached end the writer may claim up to (see gate module docs).
     limit: u64,
+    /// Whether the ring is marked (`published` is then stored lazily).
+    marked: bool,
+    /// Marked ring: `published` is stored when `end` crosses a multiple of
+    /// `1 << lazy_shift` = min([`LAZY_PUBLISH`], capacity). Never more than
+    /// a lap apart, so the marks past the stored cursor are all still there
+    /// for [`Ring::published`] to find.
+    lazy_shift: u32,
 }
 
 impl<T: Copy + Send> fmt::Debug for Writer<T> {
@@ -92,11 +99,17 @@ impl<T: Copy + Send> fmt::Debug for Writer<T> {
 
 impl<T: Copy + Send> Writer<T> {
     pub(super) fn new(ring: Arc<Ring<T>>) -> Self {
-        let next = ring.published.load(Ordering::Relaxed);
+        // Exact in both layouts (the marked one adds the marks past the
+        // lazily stored cursor).
+        let next = ring.published();
+        let marked = ring.layout() == SlotLayout::Marked;
+        let lazy_shift = LAZY_PUBLISH.min(ring.capacity).trailing_zeros();
         Self {
             ring,
             next,
             limit: 0,
+            marked,
+            lazy_shift,
         }
     }
 
@@ -275,19 +288,33 @@ impl<T: Copy + Send> Writer<T> {
     }
 
     /// Makes `[.., end)` visible with one release store and wakes parkers.
+    /// A marked ring's records are visible through their marks already; it
+    /// stores `published` only when `end` crosses a multiple of
+    /// min([`LAZY_PUBLISH`], capacity), so readers polling marks do not see
+    /// the cursor's line change under them on every record.
     #[inline]
     fn commit(&mut self, end: u64) {
         debug_assert!(end > self.next);
-        // Release: the slot writes above happen before any reader's Acquire
-        // load of `published` that sees `end`.
-        self.ring.published.store(end, Ordering::Release);
+        if !self.marked || end >> self.lazy_shift != self.next >> self.lazy_shift {
+            // Release: the slot writes above happen before any reader's
+            // Acquire load of `published` that sees `end`.
+            self.ring.published.store(end, Ordering::Release);
+        }
         self.next = end;
+        // The parking handshake needs the records visible before its fence:
+        // they are, through `published` or through their marks (wait module
+        // docs; `Ring::ready` checks both).
         self.ring.waiters.notify();
     }
 }
 
 impl<T: Copy + Send> Drop for Writer<T> {
     fn drop(&mut self) {
+        if self.marked {
+            // Leave the cursor exact for whoever looks next.
+            // Release: as in `commit`.
+            self.ring.published.store(self.next, Ordering::Release);
+        }
         // Allow the writer to be taken again (e.g. by a new producer) after
         // this one is gone; the ring stays single-writer at any time.
         self.ring.writer_taken.store(false, Ordering::Release);

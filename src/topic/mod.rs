@@ -8,7 +8,7 @@ mod producer;
 
 use std::fmt;
 
-use crate::ring::{self, CapacityError, OverflowPolicy, Ring};
+use crate::ring::{self, CapacityError, OverflowPolicy, Ring, SlotLayout};
 use crate::sync::Arc;
 
 pub use producer::{BatchSendError, Producer, SendError, Sent};
@@ -45,6 +45,10 @@ pub struct TopicConfig {
     /// Gate slots per partition: one per cluster group, one per broadcast
     /// member subscribed to the topic.
     pub max_readers: usize,
+    /// How each partition ring lays out its slots: [`SlotLayout::Packed`]
+    /// for traffic that arrives in batches, [`SlotLayout::Marked`] for
+    /// record-at-a-time traffic (`Block` and `Reject` only).
+    pub layout: SlotLayout,
 }
 
 impl Default for TopicConfig {
@@ -54,6 +58,7 @@ impl Default for TopicConfig {
             capacity: 64 * 1024,
             policy: OverflowPolicy::Block,
             max_readers: ring::DEFAULT_MAX_GATES,
+            layout: SlotLayout::Packed,
         }
     }
 }
@@ -79,6 +84,12 @@ impl TopicConfig {
         self.max_readers = n;
         self
     }
+
+    /// Sets the slot layout of the partition rings.
+    pub fn layout(mut self, layout: SlotLayout) -> Self {
+        self.layout = layout;
+        self
+    }
 }
 
 /// Longest topic name, in bytes.
@@ -93,7 +104,7 @@ pub enum TopicConfigError {
         /// Topic name.
         topic: String,
     },
-    /// Bad ring capacity.
+    /// Bad ring parameters: the capacity, or a layout the policy cannot use.
     #[error("topic {topic:?}: {source}")]
     Capacity {
         /// Topic name.
@@ -134,9 +145,11 @@ pub(crate) fn check_topic(name: &str, cfg: &TopicConfig) -> Result<(), TopicConf
             topic: name.to_owned(),
         });
     }
-    ring::check_capacity(cfg.capacity).map_err(|source| TopicConfigError::Capacity {
-        topic: name.to_owned(),
-        source,
+    ring::check_params(cfg.capacity, cfg.policy, cfg.layout).map_err(|source| {
+        TopicConfigError::Capacity {
+            topic: name.to_owned(),
+            source,
+        }
     })
 }
 
@@ -166,12 +179,17 @@ impl<T: Copy + Send> Topic<T> {
         check_topic(name, &config)?;
         let partitions = (0..config.partitions)
             .map(|_| {
-                Ring::new(config.capacity, config.policy, config.max_readers)
-                    .map(Arc::new)
-                    .map_err(|source| TopicConfigError::Capacity {
-                        topic: name.to_owned(),
-                        source,
-                    })
+                Ring::with_layout(
+                    config.capacity,
+                    config.policy,
+                    config.max_readers,
+                    config.layout,
+                )
+                .map(Arc::new)
+                .map_err(|source| TopicConfigError::Capacity {
+                    topic: name.to_owned(),
+                    source,
+                })
             })
             .collect::<Result<Vec<_>, _>>()?
             .into_boxed_slice();

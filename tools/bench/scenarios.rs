@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use core_affinity::CoreId;
 use crossbeam_utils::{Backoff, CachePadded};
-use telering::ring::{self, OverflowPolicy};
+use telering::ring::{self, OverflowPolicy, SlotLayout};
 use telering::{ConsumerConfig, DeviceId, Engine, GroupMode, Reading, TopicConfig, WaitStrategy};
 
 /// Slots per queue, for every system.
@@ -325,17 +325,27 @@ pub fn base_handoff(n: u64, pins: &Pins) -> Duration {
 /// telering ring, one `Writer::publish` per record; the reader takes what is
 /// available in place (`Reader::read_with`, up to [`READ_MAX`]).
 pub fn telering_single(n: u64, pins: &Pins) -> Duration {
-    telering_spsc(n, pins, false)
+    telering_spsc(n, pins, false, SlotLayout::Packed)
 }
 
 /// telering ring, `Writer::publish_with(256, ..)` per batch.
 pub fn telering_batch(n: u64, pins: &Pins) -> Duration {
-    telering_spsc(n, pins, true)
+    telering_spsc(n, pins, true, SlotLayout::Packed)
 }
 
-fn telering_spsc(n: u64, pins: &Pins, batch: bool) -> Duration {
+/// [`telering_single`] on a ring with the marked slot layout.
+pub fn telering_single_marked(n: u64, pins: &Pins) -> Duration {
+    telering_spsc(n, pins, false, SlotLayout::Marked)
+}
+
+/// [`telering_batch`] on a ring with the marked slot layout.
+pub fn telering_batch_marked(n: u64, pins: &Pins) -> Duration {
+    telering_spsc(n, pins, true, SlotLayout::Marked)
+}
+
+fn telering_spsc(n: u64, pins: &Pins, batch: bool, layout: SlotLayout) -> Duration {
     let (mut w, mut r) =
-        ring::spsc::<Reading>(CAPACITY, OverflowPolicy::Block).expect("ring capacity");
+        ring::spsc_with::<Reading>(CAPACITY, OverflowPolicy::Block, layout).expect("ring capacity");
     let tmpl = template();
     let idle = Idle::for_threads(pins, 2);
     let (t, sums) = run_pinned(
@@ -383,26 +393,38 @@ fn telering_spsc(n: u64, pins: &Pins, batch: bool) -> Duration {
 
 /// Engine, SPSC: `Producer::send_to` per record, one cluster member `poll`s.
 pub fn engine_single(n: u64, pins: &Pins) -> Duration {
-    engine_run(n, pins, GroupMode::Cluster, 1, false)
+    engine_run(n, pins, GroupMode::Cluster, 1, false, SlotLayout::Packed)
 }
 
 /// Engine, SPSC: `Producer::send_batch_to` of 256 records.
 pub fn engine_batch(n: u64, pins: &Pins) -> Duration {
-    engine_run(n, pins, GroupMode::Cluster, 1, true)
+    engine_run(n, pins, GroupMode::Cluster, 1, true, SlotLayout::Packed)
 }
 
 /// Engine, broadcast group of 2: one partition, both members read all.
 pub fn engine_broadcast(n: u64, pins: &Pins) -> Duration {
-    engine_run(n, pins, GroupMode::Broadcast, 2, false)
+    engine_run(n, pins, GroupMode::Broadcast, 2, false, SlotLayout::Packed)
 }
 
 /// Engine, cluster group of 2: two partitions, one per member; the producer
 /// alternates partitions record by record.
 pub fn engine_cluster(n: u64, pins: &Pins) -> Duration {
-    engine_run(n, pins, GroupMode::Cluster, 2, false)
+    engine_run(n, pins, GroupMode::Cluster, 2, false, SlotLayout::Packed)
 }
 
-fn engine_run(n: u64, pins: &Pins, mode: GroupMode, members: usize, batch: bool) -> Duration {
+/// [`engine_single`] on a topic with the marked slot layout.
+pub fn engine_single_marked(n: u64, pins: &Pins) -> Duration {
+    engine_run(n, pins, GroupMode::Cluster, 1, false, SlotLayout::Marked)
+}
+
+fn engine_run(
+    n: u64,
+    pins: &Pins,
+    mode: GroupMode,
+    members: usize,
+    batch: bool,
+    layout: SlotLayout,
+) -> Duration {
     let partitions = if mode == GroupMode::Cluster {
         members
     } else {
@@ -413,7 +435,9 @@ fn engine_run(n: u64, pins: &Pins, mode: GroupMode, members: usize, batch: bool)
     engine
         .create_topic(
             "bench",
-            TopicConfig::new(partitions as u32, CAPACITY).policy(OverflowPolicy::Block),
+            TopicConfig::new(partitions as u32, CAPACITY)
+                .policy(OverflowPolicy::Block)
+                .layout(layout),
         )
         .expect("create topic");
     let mut producer = engine.producer("bench").expect("producer");
@@ -1045,10 +1069,22 @@ pub fn all() -> Vec<Scenario> {
                     telering_single,
                 ),
                 sys(
+                    "telering-marked",
+                    "marked layout: Writer::publish / Reader::read_with",
+                    Kind::Ring,
+                    telering_single_marked,
+                ),
+                sys(
                     "telering-engine",
                     "Producer::send_to / Consumer::poll",
                     Kind::Engine,
                     engine_single,
+                ),
+                sys(
+                    "telering-engine-marked",
+                    "marked layout: send_to / poll",
+                    Kind::Engine,
+                    engine_single_marked,
                 ),
                 sys(
                     "disruptor",
@@ -1087,6 +1123,12 @@ pub fn all() -> Vec<Scenario> {
                     "Writer::publish_with(256) / Reader::read_with",
                     Kind::Ring,
                     telering_batch,
+                ),
+                sys(
+                    "telering-marked",
+                    "marked layout: publish_with(256) / read_with",
+                    Kind::Ring,
+                    telering_batch_marked,
                 ),
                 sys(
                     "telering-engine",
