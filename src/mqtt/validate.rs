@@ -8,6 +8,45 @@
 //!
 //! Anything else is refused with a [`Reason`]; the bridge sends it to the
 //! dead-letter topic with its raw payload.
+//!
+//! # Fast path and serde_json fallback
+//!
+//! Validation runs for every message on the bridge thread, so a JSON
+//! payload is first read by a small byte-level parser for the two object
+//! shapes above (`fast::fields`, no allocation). It gives an answer only
+//! where it is certain to agree with serde_json, and otherwise steps aside:
+//! the payload then goes through the serde_json code exactly as before (the
+//! fallback; `validate_with_serde_only` runs it alone). The fast path
+//! answers only for:
+//!
+//! - an object with keys in any order and JSON whitespace (space, tab, CR,
+//!   LF) between tokens, nothing after the closing brace, no trailing comma;
+//! - keys without escapes or control characters (so the bytes are the key);
+//!   no key of the shape twice (serde's derive refuses a duplicate field);
+//! - `ts`, optional, as plain digits without a leading zero that fit in
+//!   `u64`: exactly the numbers whose `Number::as_u64` is `Some`. A sign,
+//!   a fraction, an exponent or an overflow (all `BadTimestamp` or `NotJson`
+//!   in serde_json) fall back;
+//! - value fields as JSON numbers whose digits (without the point) form a
+//!   significand of at most 2^53 and whose decimal exponent is within ±22.
+//!   serde_json 1.x without its `float_roundtrip` feature (as built here)
+//!   computes such a number as `significand as f64` multiplied or divided by
+//!   the `f64` power of ten; the fast path performs that same operation on
+//!   the same operands, so the bits are the same. Both operands are exact,
+//!   so the result is also the correctly rounded one that `float_roundtrip`
+//!   or `str::parse` would give. An integer is kept by serde_json as `u64` /
+//!   `i64` and converted exactly (|n| <= 2^53), `-0` as -0.0, as here.
+//!   Anything longer or larger (which serde_json may round differently, or
+//!   refuse as out of range) falls back;
+//! - other keys, skipped when their value is a JSON number (serde ignores
+//!   unknown fields but serde_json still checks their syntax); a string,
+//!   array, object, `true`, `false` or `null` anywhere falls back.
+//!
+//! Both paths then run the same checks in the same order, so the accepted
+//! readings and the refusal reasons are the same; the tests compare the
+//! two on generated payloads and check that the simulator's payloads take
+//! the fast path. Bare numbers on `temperature` / `humidity` are parsed by
+//! `str::parse` as before.
 
 use crate::record::{DeviceId, DeviceIdError, Reading, MAX_DEVICE_ID_LEN};
 
@@ -242,6 +281,31 @@ pub fn validate_with(
     limits: &Limits,
     now_us: impl FnOnce() -> u64,
 ) -> Result<Accepted, Reason> {
+    validate_impl::<true>(topic, payload, limits, now_us)
+}
+
+/// [`validate_with`] without the fast path: every JSON payload goes through
+/// serde_json. The results are the same as [`validate_with`]'s for every
+/// input; this is the reference that the fast path is tested and
+/// benchmarked against, and is slower.
+#[doc(hidden)]
+pub fn validate_with_serde_only(
+    topic: &[u8],
+    payload: &[u8],
+    limits: &Limits,
+    now_us: impl FnOnce() -> u64,
+) -> Result<Accepted, Reason> {
+    validate_impl::<false>(topic, payload, limits, now_us)
+}
+
+/// `FAST`: try [`fast::fields`] before serde_json on JSON payloads.
+#[inline(always)]
+fn validate_impl<const FAST: bool>(
+    topic: &[u8],
+    payload: &[u8],
+    limits: &Limits,
+    now_us: impl FnOnce() -> u64,
+) -> Result<Accepted, Reason> {
     let (device, metric) = parse_topic(topic)?;
     if payload.len() > limits.max_payload {
         return Err(Reason::PayloadTooLarge);
@@ -251,8 +315,7 @@ pub fn validate_with(
     let (ts, temperature, humidity) = match metric {
         Metric::Temperature | Metric::Humidity => {
             let (ts, value) = if text.starts_with('{') {
-                let j: JsonValue = serde_json::from_str(text).map_err(|_| Reason::NotJson)?;
-                (timestamp(j.ts.as_ref(), now_us)?, number(j.value.as_ref())?)
+                json_value::<FAST>(text, now_us)?
             } else {
                 // A bare number; Rust's parser also takes "NaN" and "inf",
                 // which the range checks below refuse as not finite.
@@ -265,21 +328,310 @@ pub fn validate_with(
                 (ts, f32::NAN, check_humidity(value)?)
             }
         }
-        Metric::Reading => {
-            let j: JsonReading = serde_json::from_str(text).map_err(|_| Reason::NotJson)?;
-            let t = number(j.temperature.as_ref())?;
-            let h = number(j.humidity.as_ref())?;
-            (
-                timestamp(j.ts.as_ref(), now_us)?,
-                check_temperature(t)?,
-                check_humidity(h)?,
-            )
-        }
+        Metric::Reading => json_reading::<FAST>(text, now_us)?,
     };
     Ok(Accepted {
         metric,
         reading: Reading::new(device, ts, temperature, humidity),
     })
+}
+
+/// `{"ts": .., "value": ..}`: the timestamp and the value, not yet
+/// range-checked. Both paths check in the same order: `ts`, then `value`.
+#[inline(always)]
+fn json_value<const FAST: bool>(
+    text: &str,
+    now_us: impl FnOnce() -> u64,
+) -> Result<(u64, f64), Reason> {
+    if FAST {
+        if let Some(f) = fast::fields(text.as_bytes(), fast::VALUE) {
+            let ts = f.ts.unwrap_or_else(now_us);
+            let [value] = f.values;
+            return Ok((ts, value.ok_or(Reason::MissingValue)?));
+        }
+    }
+    let j: JsonValue = serde_json::from_str(text).map_err(|_| Reason::NotJson)?;
+    Ok((timestamp(j.ts.as_ref(), now_us)?, number(j.value.as_ref())?))
+}
+
+/// `{"ts": .., "temperature": .., "humidity": ..}`, checked. Both paths
+/// check in the same order: temperature present, humidity present, `ts`,
+/// temperature range, humidity range.
+#[inline(always)]
+fn json_reading<const FAST: bool>(
+    text: &str,
+    now_us: impl FnOnce() -> u64,
+) -> Result<(u64, f32, f32), Reason> {
+    if FAST {
+        if let Some(f) = fast::fields(text.as_bytes(), fast::READING) {
+            let [t, h] = f.values;
+            let t = t.ok_or(Reason::MissingValue)?;
+            let h = h.ok_or(Reason::MissingValue)?;
+            let ts = f.ts.unwrap_or_else(now_us);
+            return Ok((ts, check_temperature(t)?, check_humidity(h)?));
+        }
+    }
+    let j: JsonReading = serde_json::from_str(text).map_err(|_| Reason::NotJson)?;
+    let t = number(j.temperature.as_ref())?;
+    let h = number(j.humidity.as_ref())?;
+    Ok((
+        timestamp(j.ts.as_ref(), now_us)?,
+        check_temperature(t)?,
+        check_humidity(h)?,
+    ))
+}
+
+/// The fast path: a byte-level reader for the two JSON object shapes that
+/// answers only when it is certain to agree with serde_json (see the
+/// module docs), and `None` otherwise. It does not allocate.
+mod fast {
+    /// The number fields of `{"ts", "value"}`.
+    pub(super) const VALUE: [&[u8]; 1] = [b"value"];
+    /// The number fields of `{"ts", "temperature", "humidity"}`.
+    pub(super) const READING: [&[u8]; 2] = [b"temperature", b"humidity"];
+
+    /// Largest significand whose conversion to `f64` is exact (2^53).
+    const MAX_EXACT_SIGNIFICAND: u64 = 1 << 53;
+    /// Powers of ten that are exact in `f64`.
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    /// More significant digits than this and the significand is no longer
+    /// accumulated (a value is then left to serde_json).
+    const MAX_DIGITS: u32 = 19;
+    /// Exponent literals are saturated here: far beyond the ±22 handled.
+    const MAX_EXPONENT_LITERAL: i32 = 1000;
+
+    /// What the fast path read: `ts` and each field of the shape, `None`
+    /// for an absent key.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub(super) struct Fields<const N: usize> {
+        pub(super) ts: Option<u64>,
+        pub(super) values: [Option<f64>; N],
+    }
+
+    /// Reads `text` (already trimmed) as a JSON object with an optional
+    /// `ts` (a plain unsigned integer) and the number fields `names`; other
+    /// keys are skipped if their value is a JSON number. `None` whenever
+    /// serde_json could answer differently.
+    #[inline]
+    pub(super) fn fields<const N: usize>(text: &[u8], names: [&[u8]; N]) -> Option<Fields<N>> {
+        let mut c = Cursor { b: text, i: 0 };
+        let mut out = Fields {
+            ts: None,
+            values: [None; N],
+        };
+        c.eat(b'{')?;
+        c.ws();
+        if c.peek() == Some(b'}') {
+            c.i += 1;
+        } else {
+            loop {
+                let key = c.key()?;
+                c.ws();
+                c.eat(b':')?;
+                c.ws();
+                if key == b"ts" {
+                    // A duplicate field is a serde_json error.
+                    if out.ts.is_some() {
+                        return None;
+                    }
+                    out.ts = Some(c.timestamp()?);
+                } else if let Some(k) = names.iter().position(|n| *n == key) {
+                    if out.values[k].is_some() {
+                        return None;
+                    }
+                    out.values[k] = Some(c.number()?);
+                } else {
+                    // serde ignores unknown fields, but still checks that
+                    // their values are JSON: a number is checked here,
+                    // anything else is left to serde_json.
+                    c.scan_number()?;
+                }
+                c.ws();
+                match c.peek()? {
+                    b',' => {
+                        c.i += 1;
+                        c.ws();
+                    }
+                    b'}' => {
+                        c.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        // Nothing may follow the object (the text is trimmed already).
+        (c.i == text.len()).then_some(out)
+    }
+
+    /// A JSON number as scanned: `significand` holds the digits (without
+    /// the decimal point) if there are at most [`MAX_DIGITS`] of them.
+    struct Scanned {
+        negative: bool,
+        significand: Option<u64>,
+        exponent: i32,
+    }
+
+    struct Cursor<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+
+    impl<'a> Cursor<'a> {
+        #[inline(always)]
+        fn peek(&self) -> Option<u8> {
+            self.b.get(self.i).copied()
+        }
+
+        #[inline(always)]
+        fn eat(&mut self, byte: u8) -> Option<()> {
+            if self.peek() == Some(byte) {
+                self.i += 1;
+                Some(())
+            } else {
+                None
+            }
+        }
+
+        /// Skips JSON whitespace (exactly serde_json's four bytes).
+        #[inline(always)]
+        fn ws(&mut self) {
+            while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+                self.i += 1;
+            }
+        }
+
+        /// A key without escapes or control characters (either of which
+        /// is left to serde_json).
+        #[inline(always)]
+        fn key(&mut self) -> Option<&'a [u8]> {
+            self.eat(b'"')?;
+            let start = self.i;
+            loop {
+                match self.peek()? {
+                    b'"' => break,
+                    b'\\' | 0..=0x1f => return None,
+                    _ => self.i += 1,
+                }
+            }
+            let key = &self.b[start..self.i];
+            self.i += 1;
+            Some(key)
+        }
+
+        /// Digits, appended to `acc` (and counted in `count`) while there
+        /// are at most [`MAX_DIGITS`] in all.
+        #[inline(always)]
+        fn digits(&mut self, acc: &mut u64, count: &mut u32) {
+            while let Some(d @ b'0'..=b'9') = self.peek() {
+                self.i += 1;
+                *count += 1;
+                if *count <= MAX_DIGITS {
+                    *acc = *acc * 10 + u64::from(d - b'0');
+                }
+            }
+        }
+
+        /// A number in strict JSON grammar:
+        /// `-? (0 | [1-9][0-9]*) (\.[0-9]+)? ([eE][+-]?[0-9]+)?`.
+        #[inline(always)]
+        fn scan_number(&mut self) -> Option<Scanned> {
+            let negative = self.eat(b'-').is_some();
+            let mut significand = 0u64;
+            let mut count = 0u32;
+            match self.peek()? {
+                b'0' => {
+                    self.i += 1;
+                    // There can be only one leading zero.
+                    if let Some(b'0'..=b'9') = self.peek() {
+                        return None;
+                    }
+                }
+                b'1'..=b'9' => self.digits(&mut significand, &mut count),
+                _ => return None,
+            }
+            let mut exponent = 0i32;
+            if self.eat(b'.').is_some() {
+                // Like serde_json: the fraction digits join the significand
+                // and each lowers the exponent by one (`0.05` is 5e-2; a lone
+                // leading `0` is not a digit of the significand).
+                let before = count;
+                self.digits(&mut significand, &mut count);
+                let fraction = count - before;
+                if fraction == 0 {
+                    return None;
+                }
+                // Past MAX_DIGITS the significand is not kept and the value
+                // is left to serde_json; the `min` only keeps this in range.
+                exponent -= fraction.min(MAX_DIGITS + 1) as i32;
+            }
+            if let Some(b'e' | b'E') = self.peek() {
+                self.i += 1;
+                let negative_exponent = match self.peek() {
+                    Some(b'-') => {
+                        self.i += 1;
+                        true
+                    }
+                    Some(b'+') => {
+                        self.i += 1;
+                        false
+                    }
+                    _ => false,
+                };
+                let start = self.i;
+                let mut literal = 0i32;
+                while let Some(d @ b'0'..=b'9') = self.peek() {
+                    self.i += 1;
+                    literal = (literal * 10 + i32::from(d - b'0')).min(MAX_EXPONENT_LITERAL);
+                }
+                if self.i == start {
+                    return None;
+                }
+                exponent += if negative_exponent { -literal } else { literal };
+            }
+            Some(Scanned {
+                negative,
+                significand: (count <= MAX_DIGITS).then_some(significand),
+                exponent,
+            })
+        }
+
+        /// A value field: a JSON number with at most 2^53 as significand and
+        /// a decimal exponent within ±22, computed as serde_json computes it.
+        #[inline(always)]
+        fn number(&mut self) -> Option<f64> {
+            let n = self.scan_number()?;
+            let significand = n.significand.filter(|&s| s <= MAX_EXACT_SIGNIFICAND)?;
+            let pow = *POW10.get(n.exponent.unsigned_abs() as usize)?;
+            // Exact operands, so one correctly rounded operation.
+            let f = significand as f64;
+            let f = if n.exponent >= 0 { f * pow } else { f / pow };
+            Some(if n.negative { -f } else { f })
+        }
+
+        /// `ts`: plain digits without a leading zero that fit in `u64`.
+        #[inline(always)]
+        fn timestamp(&mut self) -> Option<u64> {
+            let start = self.i;
+            let mut ts = 0u64;
+            while let Some(d @ b'0'..=b'9') = self.peek() {
+                self.i += 1;
+                ts = ts.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            }
+            let len = self.i - start;
+            // `-1`, `01`, `1.0` and `1e3` are left to serde_json.
+            if len == 0 || (len > 1 && self.b[start] == b'0') {
+                return None;
+            }
+            if let Some(b'.' | b'e' | b'E') = self.peek() {
+                return None;
+            }
+            Some(ts)
+        }
+    }
 }
 
 const _: () = assert!(MAX_DEVICE_ID_LEN == 16);
@@ -434,6 +786,412 @@ mod tests {
                     proptest::prop_assert!((0.0..=100.0).contains(&a.reading.humidity));
                 }
                 Err(r) => proptest::prop_assert!(matches!(r, Reason::TemperatureOutOfRange | Reason::HumidityOutOfRange)),
+            }
+        }
+    }
+
+    /// The fast path against the serde_json-only reference.
+    mod fast_path {
+        use std::cell::Cell;
+
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use proptest::sample::{select, Index};
+
+        use super::super::fast::{self, Fields};
+        use super::super::*;
+
+        /// An outcome with the floats as bits (so NaN and the sign of zero
+        /// compare too) and whether the clock was read.
+        type Outcome = (Result<(Metric, u64, u32, u32, String), Reason>, bool);
+
+        fn run(
+            f: impl FnOnce(&[u8], &[u8], &Limits, &dyn Fn() -> u64) -> Result<Accepted, Reason>,
+            topic: &str,
+            payload: &[u8],
+        ) -> Outcome {
+            let clock_read = Cell::new(false);
+            let now = || {
+                clock_read.set(true);
+                42
+            };
+            let got = f(topic.as_bytes(), payload, &Limits::default(), &now).map(|a| {
+                let r = a.reading;
+                (
+                    a.metric,
+                    r.ts_us,
+                    r.temperature.to_bits(),
+                    r.humidity.to_bits(),
+                    r.device.as_str().to_owned(),
+                )
+            });
+            (got, clock_read.get())
+        }
+
+        /// `(fast, reference)` for one message.
+        fn both(topic: &str, payload: &[u8]) -> (Outcome, Outcome) {
+            let fast = run(|t, p, l, now| validate_with(t, p, l, now), topic, payload);
+            let reference = run(
+                |t, p, l, now| validate_with_serde_only(t, p, l, now),
+                topic,
+                payload,
+            );
+            (fast, reference)
+        }
+
+        const TOPICS: [&str; 3] = [
+            "sensors/d/temperature",
+            "sensors/d/humidity",
+            "sensors/d/reading",
+        ];
+
+        fn check_same(payload: &[u8]) -> Result<(), TestCaseError> {
+            for topic in TOPICS {
+                let (fast, reference) = both(topic, payload);
+                prop_assert_eq!(
+                    fast,
+                    reference,
+                    "{} {:?}",
+                    topic,
+                    String::from_utf8_lossy(payload)
+                );
+            }
+            Ok(())
+        }
+
+        /// The payloads of src/mqtt/sim.rs (`valid_message`): f32 readings
+        /// with two decimals, `ts` in µs.
+        fn sim_value(ts: u64, x: f32) -> String {
+            format!(r#"{{"ts": {ts}, "value": {x:.2}}}"#)
+        }
+
+        fn sim_reading(ts: u64, t: f32, h: f32) -> String {
+            format!(r#"{{"ts": {ts}, "temperature": {t:.2}, "humidity": {h:.2}}}"#)
+        }
+
+        #[test]
+        fn simulator_payloads_take_the_fast_path() {
+            let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+            let mut next = move || {
+                seed = seed
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                seed >> 11
+            };
+            let unit = |x: u64| x as f64 / (1u64 << 53) as f64;
+            for i in 0..20_000 {
+                let ts = 1_700_000_000_000_000 + next() % 100_000_000_000_000;
+                let t = (-60.0 + 200.0 * unit(next())) as f32;
+                let h = (-20.0 + 140.0 * unit(next())) as f32;
+                let (t, h) = if i == 0 { (-0.001, 0.004) } else { (t, h) };
+                let parsed = |x: f32| format!("{x:.2}").parse::<f64>().unwrap();
+                let p = sim_value(ts, t);
+                assert_eq!(
+                    fast::fields(p.as_bytes(), fast::VALUE),
+                    Some(Fields {
+                        ts: Some(ts),
+                        values: [Some(parsed(t))],
+                    }),
+                    "{p}"
+                );
+                check_same(p.as_bytes()).unwrap();
+                let p = sim_reading(ts, t, h);
+                assert_eq!(
+                    fast::fields(p.as_bytes(), fast::READING),
+                    Some(Fields {
+                        ts: Some(ts),
+                        values: [Some(parsed(t)), Some(parsed(h))],
+                    }),
+                    "{p}"
+                );
+                check_same(p.as_bytes()).unwrap();
+            }
+        }
+
+        #[test]
+        fn fast_path_answers_exactly_where_it_is_certain() {
+            let value = |p: &str| fast::fields(p.as_bytes(), fast::VALUE);
+            let ts = |p: &str| value(p).map(|f| f.ts);
+            let num = |p: &str| value(p).map(|f| f.values[0].map(f64::to_bits));
+            let bits = |x: f64| Some(Some(x.to_bits()));
+            // Taken.
+            assert_eq!(ts(r#"{"ts":0,"value":1}"#), Some(Some(0)));
+            assert_eq!(
+                ts(r#"{"ts": 18446744073709551615, "value": 1}"#),
+                Some(Some(u64::MAX))
+            );
+            assert_eq!(ts(r#"{"value":1}"#), Some(None));
+            assert_eq!(num(r#"{"value": -0}"#), bits(-0.0));
+            assert_eq!(num(r#"{"value": -0.00}"#), bits(-0.0));
+            assert_eq!(num(r#"{"value": 1E+2}"#), bits(100.0));
+            assert_eq!(num(r#"{"value": 0.05e1}"#), bits(0.5));
+            assert_eq!(
+                num(r#"{"value": 9007199254740992}"#),
+                bits(9_007_199_254_740_992.0)
+            );
+            assert_eq!(num(r#"{"value": 1e22}"#), bits(1e22));
+            assert_eq!(num(r#"{"value": 1e-22}"#), bits(1e-22));
+            assert_eq!(num("{\r\n\t\"value\" :\t21.53 \n}"), bits(21.53));
+            assert_eq!(
+                num(r#"{"unit": 1e999, "value": 2, "x": -0.5E-7}"#),
+                bits(2.0)
+            );
+            assert_eq!(num(r#"{"temperature": 5, "value": 2}"#), bits(2.0));
+            assert_eq!(num(r#"{}"#), Some(None));
+            // Left to serde_json.
+            for p in [
+                r#"{"ts": 18446744073709551616, "value": 1}"#,
+                r#"{"ts": -0, "value": 1}"#,
+                r#"{"ts": -1, "value": 1}"#,
+                r#"{"ts": 01, "value": 1}"#,
+                r#"{"ts": 1.0, "value": 1}"#,
+                r#"{"ts": 1e3, "value": 1}"#,
+                r#"{"ts": null, "value": 1}"#,
+                r#"{"ts": 1, "ts": 1, "value": 1}"#,
+                r#"{"value": 1, "value": 1}"#,
+                r#"{"t\u0073": 1, "value": 1}"#,
+                r#"{"value": 9007199254740993}"#,
+                r#"{"value": 1e23}"#,
+                r#"{"value": 1e-23}"#,
+                r#"{"value": 12345678901234567890}"#,
+                r#"{"value": 0.12345678901234567890}"#,
+                r#"{"value": 1e999}"#,
+                r#"{"value": "1"}"#,
+                r#"{"value": null}"#,
+                r#"{"value": 1, "unit": "C"}"#,
+                r#"{"value": 1, "x": [1]}"#,
+                r#"{"value": 1,}"#,
+                r#"{"value": 1} x"#,
+                r#"{"value": 1."#,
+                r#"{"value": 1.}"#,
+                r#"{"value": .5}"#,
+                r#"{"value": +1}"#,
+                r#"{"value": 01}"#,
+                r#"{"value": 1e}"#,
+                "{\"value\":\u{a0}1}",
+                "{\"val\tue\": 1}",
+                r#"[1, 2]"#,
+            ] {
+                assert_eq!(value(p), None, "{p}");
+                check_same(p.as_bytes()).unwrap();
+            }
+        }
+
+        /// Numbers as devices might send them, and a few that are not.
+        fn number_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                8 => (-60.0f32..140.0).prop_map(|x| format!("{x:.2}")),
+                2 => (-60.0f64..140.0).prop_map(|x| format!("{x}")),
+                2 => ((-60.0f64..140.0), 0usize..24).prop_map(|(x, p)| format!("{x:.p$}")),
+                1 => any::<f64>().prop_map(|x| format!("{x}")),
+                1 => any::<f64>().prop_map(|x| format!("{x:e}")),
+                1 => any::<f64>().prop_map(|x| format!("{x:E}")),
+                1 => any::<i64>().prop_map(|x| x.to_string()),
+                1 => ((1u64 << 53) - 4..(1u64 << 53) + 4).prop_map(|x| x.to_string()),
+                1 => "-?[0-9]{1,22}(\\.[0-9]{0,22})?([eE][+-]?[0-9]{0,4})?",
+                1 => select(&[
+                    "0", "-0", "-0.0", "0e999", "-0e-999", "1e22", "1e23", "1e-22",
+                    "1e-23", "125", "125.0", "125.00000000000001", "-40",
+                    "-40.000000000000001", "100", "1E2", "1e+2", "0.1", "1e308",
+                    "1e309", "4.9e-324", "2.2250738585072014e-308",
+                    "1.7976931348623157e308", "NaN", "Infinity", "null", "true",
+                    "false", "\"21.5\"", "[21.5]", "{}", "1.", ".5", "+1", "01", "-",
+                    "1e", "1e+", "0x10",
+                ][..])
+                .prop_map(str::to_owned),
+            ]
+        }
+
+        fn ts_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => (1_600_000_000_000_000u64..1_800_000_000_000_000).prop_map(|x| x.to_string()),
+                1 => any::<u64>().prop_map(|x| x.to_string()),
+                1 => any::<i64>().prop_map(|x| x.to_string()),
+                1 => select(&[
+                    "0", "00", "01", "-0", "1.0", "1e3", "1E3", "0.0",
+                    "18446744073709551615", "18446744073709551616",
+                    "99999999999999999999999", "-1", "-9223372036854775808", "1.5",
+                    "null", "\"5\"", "true", "[]",
+                ][..])
+                .prop_map(str::to_owned),
+                1 => number_text(),
+            ]
+        }
+
+        /// Keys (with their quotes) that are not the shape's own, or are
+        /// written so that only an escape-aware reader sees them.
+        fn extra_key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => select(&[
+                    r#""unit""#, r#""battery""#, r#""t""#, r#""tss""#, r#""Ts""#,
+                    r#""value""#, r#""temperature""#, r#""humidity""#, r#""ts ""#,
+                    r#""""#, r#""é""#,
+                ][..]),
+                1 => select(&[
+                    r#""t\u0073""#, r#""valu\u0065""#, r#""humidit\u0079""#, r#""\"""#,
+                    "\"a\tb\"",
+                ][..]),
+            ]
+            .prop_map(str::to_owned)
+        }
+
+        fn extra_value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => number_text(),
+                1 => select(&[
+                    r#""C""#, "null", "true", "[1, 2]", r#"{"a": 1}"#, r#""\u0041""#,
+                ][..])
+                .prop_map(str::to_owned),
+            ]
+        }
+
+        #[derive(Debug, Clone)]
+        enum Corruption {
+            None,
+            Truncate(Index),
+            Replace(Index, u8),
+            Insert(Index, u8),
+            Delete(Index),
+        }
+
+        fn corruption() -> impl Strategy<Value = Corruption> {
+            let byte = select(b"{}[]\":,.-+eE0123456789 \t\n\\ax\xff".to_vec());
+            prop_oneof![
+                12 => Just(Corruption::None),
+                1 => any::<Index>().prop_map(Corruption::Truncate),
+                2 => (any::<Index>(), byte.clone()).prop_map(|(i, b)| Corruption::Replace(i, b)),
+                1 => (any::<Index>(), byte).prop_map(|(i, b)| Corruption::Insert(i, b)),
+                1 => any::<Index>().prop_map(Corruption::Delete),
+            ]
+        }
+
+        /// A JSON object for the value (`reading == false`) or the reading
+        /// shape: fields present or not, extra and duplicate keys, keys
+        /// shuffled, whitespace between all tokens, then maybe one
+        /// corruption.
+        fn payload(reading: bool) -> impl Strategy<Value = Vec<u8>> {
+            let names: &'static [&'static str] = if reading {
+                &["temperature", "humidity"]
+            } else {
+                &["value"]
+            };
+            // Mostly JSON whitespace; rarely whitespace that only `str::trim`
+            // knows (fine around the object, not inside it).
+            let ws = prop_oneof![
+                100 => select(&["", "", "", "", " ", " ", "  ", "\n", "\t", "\r\n"][..]),
+                1 => select(&["\u{a0}", "\x0c", "\u{2003}"][..]),
+            ];
+            (
+                proptest::option::weighted(0.8, ts_text()),
+                vec(proptest::option::weighted(0.95, number_text()), names.len()),
+                vec((extra_key(), extra_value()), 0..2),
+                proptest::option::weighted(0.1, (any::<Index>(), number_text())),
+            )
+                .prop_flat_map(move |(ts, values, extra, dup)| {
+                    let mut entries: Vec<(String, String)> = Vec::new();
+                    if let Some(ts) = ts {
+                        entries.push((r#""ts""#.to_owned(), ts));
+                    }
+                    for (name, v) in names.iter().zip(values) {
+                        if let Some(v) = v {
+                            entries.push((format!("\"{name}\""), v));
+                        }
+                    }
+                    if let Some((i, v)) = dup {
+                        if !entries.is_empty() {
+                            let key = entries[i.index(entries.len())].0.clone();
+                            entries.push((key, v));
+                        }
+                    }
+                    entries.extend(extra);
+                    Just(entries).prop_shuffle()
+                })
+                .prop_flat_map(move |entries| {
+                    let gaps = 4 * entries.len() + 4;
+                    (Just(entries), vec(ws.clone(), gaps), corruption())
+                })
+                .prop_map(|(entries, ws, corruption)| {
+                    let mut ws = ws.into_iter();
+                    let mut s = String::new();
+                    let mut gap = |s: &mut String| s.push_str(ws.next().unwrap_or(""));
+                    gap(&mut s);
+                    s.push('{');
+                    for (i, (k, v)) in entries.iter().enumerate() {
+                        if i > 0 {
+                            gap(&mut s);
+                            s.push(',');
+                        }
+                        gap(&mut s);
+                        s.push_str(k);
+                        gap(&mut s);
+                        s.push(':');
+                        gap(&mut s);
+                        s.push_str(v);
+                    }
+                    gap(&mut s);
+                    s.push('}');
+                    gap(&mut s);
+                    let mut p = s.into_bytes();
+                    match corruption {
+                        Corruption::None => {}
+                        Corruption::Truncate(i) => p.truncate(i.index(p.len() + 1)),
+                        Corruption::Replace(i, b) => {
+                            let i = i.index(p.len());
+                            p[i] = b;
+                        }
+                        Corruption::Insert(i, b) => p.insert(i.index(p.len() + 1), b),
+                        Corruption::Delete(i) => {
+                            p.remove(i.index(p.len()));
+                        }
+                    }
+                    p
+                })
+        }
+
+        fn sim_payload() -> impl Strategy<Value = Vec<u8>> {
+            let ts = 1_600_000_000_000_000u64..1_800_000_000_000_000;
+            let t = -60.0f32..140.0;
+            let h = -20.0f32..120.0;
+            prop_oneof![
+                (ts.clone(), t.clone()).prop_map(|(ts, x)| sim_value(ts, x)),
+                (ts.clone(), h.clone()).prop_map(|(ts, x)| sim_value(ts, x)),
+                (ts, t.clone(), h).prop_map(|(ts, t, h)| sim_reading(ts, t, h)),
+                t.prop_map(|x| format!("{x:.2}")),
+            ]
+            .prop_map(String::into_bytes)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            #[test]
+            fn value_payloads_match_serde(p in payload(false)) {
+                check_same(&p)?;
+            }
+
+            #[test]
+            fn reading_payloads_match_serde(p in payload(true)) {
+                check_same(&p)?;
+            }
+
+            #[test]
+            fn simulator_payloads_match_serde(p in sim_payload()) {
+                check_same(&p)?;
+            }
+
+            /// What the fast path computes is also the correctly rounded
+            /// value (what serde_json's `float_roundtrip` would give).
+            #[test]
+            fn fast_numbers_are_correctly_rounded(n in number_text()) {
+                let p = format!(r#"{{"value": {n}}}"#);
+                if let Some(Fields { values: [Some(v)], .. }) = fast::fields(p.as_bytes(), fast::VALUE) {
+                    prop_assert_eq!(v.to_bits(), n.parse::<f64>().unwrap().to_bits(), "{}", n);
+                }
+            }
+
+            #[test]
+            fn arbitrary_text_matches_serde(p in "[{}\\[\\]\":,. 0-9eE+\\-a-z\\\\]{0,40}") {
+                check_same(p.as_bytes())?;
             }
         }
     }
