@@ -5,7 +5,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Duration;
 
-use telering::ring::{spsc, OverflowPolicy};
+use telering::ring::{spsc_with, OverflowPolicy, SlotLayout};
 use telering::{ConsumerConfig, DeviceId, Engine, Reading, TopicConfig, WaitStrategy};
 
 struct Counting;
@@ -45,10 +45,17 @@ fn reading(i: u64) -> Reading {
     Reading::new(id, i, 20.0 + (i % 10) as f32, 50.0)
 }
 
-fn engine_round_trips(policy: OverflowPolicy, wait: WaitStrategy) -> (u64, u64) {
+fn engine_round_trips(
+    policy: OverflowPolicy,
+    wait: WaitStrategy,
+    layout: SlotLayout,
+) -> (u64, u64) {
     let e: Engine<Reading> = Engine::new();
-    e.create_topic("temperature", TopicConfig::new(4, 1024).policy(policy))
-        .unwrap();
+    e.create_topic(
+        "temperature",
+        TopicConfig::new(4, 1024).policy(policy).layout(layout),
+    )
+    .unwrap();
     let mut p = e.producer("temperature").unwrap();
     let mut cluster = e
         .consumer(ConsumerConfig::cluster("alerts").wait(wait))
@@ -99,32 +106,41 @@ fn engine_publish_and_poll_do_not_allocate() {
         OverflowPolicy::Overwrite,
     ] {
         for wait in [WaitStrategy::BusySpin, WaitStrategy::Park] {
-            let (n, records) = engine_round_trips(policy, wait);
-            assert_eq!(
-                n, 0,
-                "{n} allocations over {records} records ({policy:?}, {wait:?})"
-            );
+            for layout in [SlotLayout::Packed, SlotLayout::Marked] {
+                if layout == SlotLayout::Marked && policy == OverflowPolicy::Overwrite {
+                    continue; // refused at topic creation
+                }
+                let (n, records) = engine_round_trips(policy, wait, layout);
+                assert_eq!(
+                    n, 0,
+                    "{n} allocations over {records} records ({policy:?}, {wait:?}, {layout:?})"
+                );
+            }
         }
     }
 }
 
 #[test]
 fn ring_publish_and_read_do_not_allocate() {
-    let (mut w, mut r) = spsc::<Reading>(1024, OverflowPolicy::Block).unwrap();
-    let mut out = Vec::with_capacity(512);
-    let before = allocs();
-    for i in 0..10_000u64 {
-        w.publish(reading(i)).unwrap();
-        if i % 100 == 0 {
-            w.publish_with(8, |k| reading(k as u64)).unwrap();
+    for layout in [SlotLayout::Packed, SlotLayout::Marked] {
+        let (mut w, mut r) = spsc_with::<Reading>(1024, OverflowPolicy::Block, layout).unwrap();
+        let mut out = Vec::with_capacity(512);
+        let before = allocs();
+        let mut read = 0;
+        for i in 0..10_000u64 {
+            w.publish(reading(i)).unwrap();
+            if i % 100 == 0 {
+                w.publish_with(8, |k| reading(k as u64)).unwrap();
+            }
+            if i % 256 == 0 {
+                out.clear();
+                read += r.read_into(512, &mut out).read;
+                read += r.read_with(512, |_, _| {});
+            }
         }
-        if i % 256 == 0 {
-            out.clear();
-            r.read_into(512, &mut out);
-            r.read_with(512, |_, _| {});
-        }
+        assert_eq!(allocs() - before, 0, "{layout:?}");
+        assert!(read > 9_000, "{layout:?}: only {read} records read");
     }
-    assert_eq!(allocs() - before, 0);
 }
 
 #[test]

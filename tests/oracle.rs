@@ -53,7 +53,7 @@ use std::sync::{Mutex, Once};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use telering::ring::BatchError;
+use telering::ring::{BatchError, SlotLayout};
 use telering::topic::BatchSendError;
 use telering::{
     Consumer, ConsumerConfig, ConsumerError, Engine, OverflowPolicy, Producer, SendError,
@@ -165,6 +165,8 @@ struct Schedule {
     partitions: u32,
     capacity: usize,
     policy: OverflowPolicy,
+    /// Slot layout (the marked one only under the gated policies).
+    layout: SlotLayout,
     broadcast: usize,
     ops: Vec<Op>,
 }
@@ -231,16 +233,24 @@ fn schedule(profile: Profile, policies: &[OverflowPolicy]) -> impl Strategy<Valu
         1u32..=4,
         2u32..=5,
         prop::sample::select(policies.to_vec()),
+        any::<bool>(),
         0usize..=2,
         prop::collection::vec(op(profile), 0..160),
     )
-        .prop_map(|(partitions, cap_log2, policy, broadcast, ops)| Schedule {
-            partitions,
-            capacity: 1 << cap_log2,
-            policy,
-            broadcast,
-            ops,
-        })
+        .prop_map(
+            |(partitions, cap_log2, policy, marked, broadcast, ops)| Schedule {
+                partitions,
+                capacity: 1 << cap_log2,
+                policy,
+                layout: if marked && policy != OverflowPolicy::Overwrite {
+                    SlotLayout::Marked
+                } else {
+                    SlotLayout::Packed
+                },
+                broadcast,
+                ops,
+            },
+        )
 }
 
 // ---------------------------------------------------------------------------
@@ -325,7 +335,9 @@ impl World {
         let tid = engine
             .create_topic(
                 TOPIC,
-                TopicConfig::new(s.partitions, s.capacity).policy(s.policy),
+                TopicConfig::new(s.partitions, s.capacity)
+                    .policy(s.policy)
+                    .layout(s.layout),
             )
             .unwrap();
         let producer = engine.producer(TOPIC).unwrap();
@@ -1278,6 +1290,7 @@ fn overwrite_skip_without_a_record_then_hand_over() {
         partitions: 1,
         capacity: 16,
         policy: OverflowPolicy::Overwrite,
+        layout: SlotLayout::Packed,
         broadcast: 1,
         ops,
     };
