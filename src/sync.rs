@@ -62,9 +62,12 @@ pub(crate) mod cell {
     /// A cell type a slot array can hold.
     ///
     /// # Safety
-    /// The all-zero bit pattern is a valid, empty cell (outside loom the
-    /// array is allocated zeroed and never initialised cell by cell).
+    /// The all-zero bit pattern is a valid, empty cell, and if `ZEROED` is
+    /// `false` any bit pattern is (outside loom the array is allocated, zeroed
+    /// or not, and never initialised cell by cell).
     pub(crate) unsafe trait Cell {
+        /// Whether a fresh cell must be zeroed (`false`: any bytes will do).
+        const ZEROED: bool;
         /// An empty cell (used under loom, where cells are real objects).
         #[cfg(loom)]
         fn empty() -> Self;
@@ -72,6 +75,7 @@ pub(crate) mod cell {
 
     // SAFETY: `MaybeUninit<T>` may hold any bytes, zeros included.
     unsafe impl<T: Copy> Cell for SlotCell<T> {
+        const ZEROED: bool = false;
         #[cfg(loom)]
         fn empty() -> Self {
             SlotCell::new()
@@ -94,6 +98,7 @@ pub(crate) mod cell {
     // SAFETY: a zero mark means "never written", and the record cell may
     // hold any bytes.
     unsafe impl<T: Copy> Cell for MarkedCell<T> {
+        const ZEROED: bool = true;
         #[cfg(loom)]
         fn empty() -> Self {
             MarkedCell {
@@ -103,7 +108,7 @@ pub(crate) mod cell {
         }
     }
 
-    /// A ring's slot array, allocated zeroed and aligned to [`SLOTS_ALIGN`].
+    /// A ring's slot array, allocated aligned to [`SLOTS_ALIGN`].
     /// (A boxed slice gets whatever the allocator returns: glibc's large
     /// blocks start 16 bytes into a page, so every other 32-byte record would
     /// span two cache lines, and copying it in or out would touch both.)
@@ -128,10 +133,16 @@ pub(crate) mod cell {
             let ptr = if layout.size() == 0 {
                 std::ptr::NonNull::dangling()
             } else {
-                // SAFETY: the layout has a non-zero size. Zeroed: every
-                // `Cell` is empty as all zeros (large blocks come straight
-                // from the kernel already zeroed, so this costs nothing).
-                let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+                // SAFETY: the layout has a non-zero size. Zeroed where the
+                // cell type asks for it (all zeros is an empty `Cell`); a
+                // packed slot holds `MaybeUninit<T>`, which needs nothing.
+                let raw = unsafe {
+                    if C::ZEROED {
+                        std::alloc::alloc_zeroed(layout)
+                    } else {
+                        std::alloc::alloc(layout)
+                    }
+                };
                 match std::ptr::NonNull::new(raw.cast::<C>()) {
                     Some(p) => p,
                     None => std::alloc::handle_alloc_error(layout),
@@ -146,9 +157,9 @@ pub(crate) mod cell {
         type Target = [C];
         #[inline(always)]
         fn deref(&self) -> &[C] {
-            // SAFETY: `ptr` points to `len` zero-initialised cells allocated
-            // by `new` (or is dangling and well aligned for a zero-sized
-            // layout), valid for as long as `self`; zeros are a valid `C`.
+            // SAFETY: `ptr` points to `len` cells allocated by `new` (or is
+            // dangling and well aligned for a zero-sized layout), valid for
+            // as long as `self`; their bytes are a valid `C` (`Cell`).
             unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
         }
     }

@@ -262,13 +262,22 @@ impl<T: Copy + Send> Ring<T> {
     }
 
     /// Records published so far (= the next offset to be written).
+    #[inline]
     pub fn published(&self) -> u64 {
         // Acquire: a caller that goes on to read records below this value
         // must see their contents (pairs with the writer's Release store).
         let stored = self.published.load(Ordering::Acquire);
-        // Marked layout: `published` lags by less than LAZY_PUBLISH records;
-        // the marks past it say which records are written (also Acquire).
-        // The scan is bounded by a lap in case the writer is far ahead.
+        match self.slots {
+            Storage::Packed(_) => stored,
+            // The stored cursor lags by less than a lap; the marks past it
+            // say which records are written (also Acquire).
+            Storage::Marked(_) => self.published_marked(stored),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn published_marked(&self, stored: u64) -> u64 {
         self.scan_marks(stored, stored + self.capacity)
     }
 
@@ -357,7 +366,8 @@ impl<T: Copy + Send> Ring<T> {
     #[inline(always)]
     fn refresh(&self, cur: &mut Cursor, max: usize) {
         match self.slots {
-            Storage::Packed(_) => cur.cached_published = self.published(),
+            // Acquire: as in `published`.
+            Storage::Packed(_) => cur.cached_published = self.published.load(Ordering::Acquire),
             Storage::Marked(_) => {
                 let from = cur.cached_published.max(cur.pos);
                 cur.cached_published = self.scan_marks(from, cur.pos + max as u64);

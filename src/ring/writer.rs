@@ -124,7 +124,11 @@ impl<T: Copy + Send> Writer<T> {
     }
 
     /// Publishes one record and returns its offset.
-    #[inline]
+    ///
+    /// Always inlined: called out of line, the record is passed through
+    /// memory and copied again into the slot, and the reload stalls on store
+    /// forwarding (measured: about half the single-record rate).
+    #[inline(always)]
     pub fn publish(&mut self, value: T) -> Result<u64, PublishError<T>> {
         match self.claim(1) {
             Ok(_) => {}
@@ -213,7 +217,7 @@ impl<T: Copy + Send> Writer<T> {
 
     /// Reserves up to `n` slots starting at `self.next`. Returns how many (all
     /// `n` except under `Reject`, where it may be fewer but at least one).
-    #[inline]
+    #[inline(always)]
     fn claim(&mut self, n: u64) -> Result<u64, ClaimFail> {
         debug_assert!(n >= 1 && n <= self.ring.capacity);
         let ring = &*self.ring;
@@ -292,7 +296,7 @@ impl<T: Copy + Send> Writer<T> {
     /// stores `published` only when `end` crosses a multiple of
     /// min([`LAZY_PUBLISH`], capacity), so readers polling marks do not see
     /// the cursor's line change under them on every record.
-    #[inline]
+    #[inline(always)]
     fn commit(&mut self, end: u64) {
         debug_assert!(end > self.next);
         if !self.marked || end >> self.lazy_shift != self.next >> self.lazy_shift {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
-use telering::ring::{self, OverflowPolicy};
+use telering::ring::{self, OverflowPolicy, SlotLayout};
 use telering::{ConsumerConfig, Engine, Reading, TopicConfig, WaitStrategy};
 
 use crate::scenarios::{job, run_pinned, template, Pins, CAPACITY, READ_MAX};
@@ -41,6 +41,9 @@ pub enum LatSystem {
     /// telering ring polled without `Reader::wait`: `read_with` in a spin
     /// loop (isolates the cost of the wait call).
     RingPoll,
+    /// telering ring with the marked slot layout (`SlotLayout::Marked`, for
+    /// record-at-a-time traffic): `Reader::wait(strategy)` + `read_with`.
+    RingMarked(WaitStrategy),
     /// telering engine: `send_to` + `Consumer::poll` with the strategy.
     Engine(WaitStrategy),
     /// rtrb `push` / spinning `pop`.
@@ -61,6 +64,7 @@ impl LatSystem {
             Self::Ring(WaitStrategy::SpinYield),
             Self::Ring(WaitStrategy::Park),
             Self::RingPoll,
+            Self::RingMarked(WaitStrategy::BusySpin),
             Self::Engine(WaitStrategy::BusySpin),
             Self::Engine(WaitStrategy::Park),
             Self::Disruptor,
@@ -75,6 +79,7 @@ impl LatSystem {
             Self::Base => "base (atomic handoff)".to_owned(),
             Self::Ring(w) => format!("telering ring {w:?}"),
             Self::RingPoll => "telering ring read_with poll".to_owned(),
+            Self::RingMarked(w) => format!("telering ring marked {w:?}"),
             Self::Engine(w) => format!("telering engine {w:?}"),
             Self::Rtrb => "rtrb (spin pop)".to_owned(),
             Self::Disruptor => "disruptor BusySpin+hint".to_owned(),
@@ -275,13 +280,15 @@ pub fn run(system: LatSystem, cfg: &LatConfig, pins: &Pins) -> LatResult {
         }
         // The ring with `Reader::wait` (`Ring(w)`), or polled with
         // `read_with` alone in a spin loop (`RingPoll`).
-        LatSystem::Ring(_) | LatSystem::RingPoll => {
-            let wait = match system {
-                LatSystem::Ring(w) => Some(w),
-                _ => None,
+        LatSystem::Ring(_) | LatSystem::RingPoll | LatSystem::RingMarked(_) => {
+            let (wait, layout) = match system {
+                LatSystem::Ring(w) => (Some(w), SlotLayout::Packed),
+                LatSystem::RingMarked(w) => (Some(w), SlotLayout::Marked),
+                _ => (None, SlotLayout::Packed),
             };
             let (mut w, mut r) =
-                ring::spsc::<Reading>(CAPACITY, OverflowPolicy::Block).expect("ring capacity");
+                ring::spsc_with::<Reading>(CAPACITY, OverflowPolicy::Block, layout)
+                    .expect("ring capacity");
             let (_, mut out) = run_pinned(
                 pins,
                 vec![

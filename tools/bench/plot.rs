@@ -107,6 +107,7 @@ fn color_of(system: LatSystem) -> RGBAColor {
         LatSystem::Ring(SpinYield) => RGBColor(255, 127, 14),
         LatSystem::Ring(Park) => RGBColor(140, 86, 75),
         LatSystem::RingPoll => RGBColor(188, 189, 34),
+        LatSystem::RingMarked(_) => RGBColor(128, 0, 0),
         LatSystem::Engine(BusySpin) => RGBColor(31, 119, 180),
         LatSystem::Engine(SpinYield) => RGBColor(23, 190, 207),
         LatSystem::Engine(Park) => RGBColor(120, 170, 230),
