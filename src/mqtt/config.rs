@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use crate::ring::OverflowPolicy;
+use crate::ring::{OverflowPolicy, SlotLayout};
 use crate::WaitStrategy;
 
 /// The default configuration file, embedded.
@@ -65,6 +65,9 @@ pub struct IngestConfig {
     /// Overflow policy of the engine topics.
     #[serde(deserialize_with = "de_policy")]
     pub policy: OverflowPolicy,
+    /// Slot layout of the engine topics' rings ([`crate::SlotLayout`]).
+    #[serde(default, deserialize_with = "de_layout")]
+    pub layout: SlotLayout,
     /// Slots of `dead_letter`.
     pub dead_letter_capacity: usize,
 }
@@ -109,6 +112,17 @@ pub struct ServerConfig {
     pub ingest: IngestConfig,
     /// Built-in consumers.
     pub consumers: ConsumersConfig,
+}
+
+fn de_layout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SlotLayout, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.as_str() {
+        "packed" => Ok(SlotLayout::Packed),
+        "marked" => Ok(SlotLayout::Marked),
+        other => Err(serde::de::Error::custom(format!(
+            "unknown layout {other:?}: use packed or marked"
+        ))),
+    }
 }
 
 fn de_policy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<OverflowPolicy, D::Error> {
@@ -195,11 +209,19 @@ impl ServerConfig {
                 m.listen
             ));
         }
-        for (name, partitions, capacity) in [
-            ("ingest", i.partitions, i.capacity),
-            ("ingest.dead_letter", 1, i.dead_letter_capacity),
+        for (name, topic) in [
+            (
+                "ingest",
+                crate::TopicConfig::new(i.partitions, i.capacity)
+                    .policy(i.policy)
+                    .layout(i.layout),
+            ),
+            (
+                "ingest.dead_letter",
+                crate::TopicConfig::new(1, i.dead_letter_capacity),
+            ),
         ] {
-            crate::topic::check_topic("check", &crate::TopicConfig::new(partitions, capacity))
+            crate::topic::check_topic("check", &topic)
                 .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
         }
         let c = &self.consumers;
@@ -283,11 +305,17 @@ mod tests {
         let old = DEFAULT_CONFIG
             .replace("fetch_min = 64\n", "")
             .replace("fetch_max_wait_ms = 2\n", "");
-        let o = ServerConfig::from_toml(&old).unwrap();
+        let o = ServerConfig::from_toml(&old.replace("layout = \"packed\"\n", "")).unwrap();
         assert_eq!(
             (o.consumers.fetch_min, o.consumers.fetch_max_wait_ms),
             (1, 0)
         );
+        assert_eq!(o.ingest.layout, SlotLayout::Packed);
+        let marked = ServerConfig::from_toml(
+            &DEFAULT_CONFIG.replace("layout = \"packed\"", "layout = \"marked\""),
+        )
+        .unwrap();
+        assert_eq!(marked.ingest.layout, SlotLayout::Marked);
         let b = c.broker_config();
         assert!(b.router.max_segment_size > 0 && b.router.max_connections > 0);
     }
@@ -298,6 +326,11 @@ mod tests {
             DEFAULT_CONFIG.replace("partitions = 4", "partitions = 0"),
             DEFAULT_CONFIG.replace("capacity = 65536", "capacity = 1000"),
             DEFAULT_CONFIG.replace("policy = \"block\"", "policy = \"drop\""),
+            DEFAULT_CONFIG.replace("layout = \"packed\"", "layout = \"sparse\""),
+            // The marked layout cannot serve the overwrite policy.
+            DEFAULT_CONFIG
+                .replace("layout = \"packed\"", "layout = \"marked\"")
+                .replace("policy = \"block\"", "policy = \"overwrite\""),
             DEFAULT_CONFIG.replace("max_payload = 1024", "max_payload = 100000"),
             DEFAULT_CONFIG.replace("wait = \"park\"", "wait = \"sleep\""),
             DEFAULT_CONFIG.replace("fetch_min = 64", "fetch_min = 0"),

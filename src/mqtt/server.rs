@@ -98,7 +98,9 @@ impl Server {
         }
         let i = &config.ingest;
         let engine: Engine<Reading> = Engine::new();
-        let topic = TopicConfig::new(i.partitions, i.capacity).policy(i.policy);
+        let topic = TopicConfig::new(i.partitions, i.capacity)
+            .policy(i.policy)
+            .layout(i.layout);
         engine.create_topic(TEMPERATURE, topic)?;
         engine.create_topic(HUMIDITY, topic)?;
         let dead_letters: Engine<DeadLetter> = Engine::new();
