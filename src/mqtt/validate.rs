@@ -244,6 +244,7 @@ fn timestamp(ts: Option<&serde_json::Number>, now_us: impl FnOnce() -> u64) -> R
     }
 }
 
+#[inline]
 fn check_temperature(t: f64) -> Result<f32, Reason> {
     if !t.is_finite() {
         Err(Reason::NotFinite)
@@ -254,6 +255,7 @@ fn check_temperature(t: f64) -> Result<f32, Reason> {
     }
 }
 
+#[inline]
 fn check_humidity(h: f64) -> Result<f32, Reason> {
     if !h.is_finite() {
         Err(Reason::NotFinite)
@@ -428,26 +430,30 @@ mod fast {
             c.i += 1;
         } else {
             loop {
-                let key = c.key()?;
+                let key = c.key(&names)?;
                 c.ws();
                 c.eat(b':')?;
                 c.ws();
-                if key == b"ts" {
-                    // A duplicate field is a serde_json error.
-                    if out.ts.is_some() {
-                        return None;
+                match key {
+                    Key::Ts => {
+                        // A duplicate field is a serde_json error.
+                        if out.ts.is_some() {
+                            return None;
+                        }
+                        out.ts = Some(c.timestamp()?);
                     }
-                    out.ts = Some(c.timestamp()?);
-                } else if let Some(k) = names.iter().position(|n| *n == key) {
-                    if out.values[k].is_some() {
-                        return None;
+                    Key::Field(k) => {
+                        if out.values[k].is_some() {
+                            return None;
+                        }
+                        out.values[k] = Some(c.number()?);
                     }
-                    out.values[k] = Some(c.number()?);
-                } else {
-                    // serde ignores unknown fields, but still checks that
-                    // their values are JSON: a number is checked here,
-                    // anything else is left to serde_json.
-                    c.scan_number()?;
+                    Key::Other => {
+                        // serde ignores unknown fields, but still checks that
+                        // their values are JSON: a number is checked here,
+                        // anything else is left to serde_json.
+                        c.scan_number()?;
+                    }
                 }
                 c.ws();
                 match c.peek()? {
@@ -467,6 +473,21 @@ mod fast {
         (c.i == text.len()).then_some(out)
     }
 
+    /// [`Cursor::eight_digits`] at the start of `b`.
+    #[cfg(test)]
+    pub(super) fn eight_digits(b: &[u8]) -> Option<u64> {
+        Cursor { b, i: 0 }.eight_digits()
+    }
+
+    /// Which key was read.
+    enum Key {
+        Ts,
+        /// `names[k]`.
+        Field(usize),
+        /// Any other key (without escapes or control characters).
+        Other,
+    }
+
     /// A JSON number as scanned: `significand` holds the digits (without
     /// the decimal point) if there are at most [`MAX_DIGITS`] of them.
     struct Scanned {
@@ -480,7 +501,7 @@ mod fast {
         i: usize,
     }
 
-    impl<'a> Cursor<'a> {
+    impl Cursor<'_> {
         #[inline(always)]
         fn peek(&self) -> Option<u8> {
             self.b.get(self.i).copied()
@@ -504,12 +525,21 @@ mod fast {
             }
         }
 
-        /// A key without escapes or control characters (either of which
-        /// is left to serde_json).
+        /// A key: `ts`, one of `names` or another one. A key with an escape
+        /// or a control character is left to serde_json (an escape may spell
+        /// a known key).
         #[inline(always)]
-        fn key(&mut self) -> Option<&'a [u8]> {
+        fn key(&mut self, names: &[&[u8]]) -> Option<Key> {
             self.eat(b'"')?;
-            let start = self.i;
+            // The known keys, compared in place (with their closing quote).
+            if self.starts_key(b"ts") {
+                return Some(Key::Ts);
+            }
+            for (k, name) in names.iter().enumerate() {
+                if self.starts_key(name) {
+                    return Some(Key::Field(k));
+                }
+            }
             loop {
                 match self.peek()? {
                     b'"' => break,
@@ -517,9 +547,20 @@ mod fast {
                     _ => self.i += 1,
                 }
             }
-            let key = &self.b[start..self.i];
             self.i += 1;
-            Some(key)
+            Some(Key::Other)
+        }
+
+        /// Whether the key being read is `name` (then consumed with its
+        /// closing quote).
+        #[inline(always)]
+        fn starts_key(&mut self, name: &[u8]) -> bool {
+            let rest = &self.b[self.i..];
+            let hit = rest.get(name.len()) == Some(&b'"') && rest.starts_with(name);
+            if hit {
+                self.i += name.len() + 1;
+            }
+            hit
         }
 
         /// Digits, appended to `acc` (and counted in `count`) while there
@@ -612,11 +653,40 @@ mod fast {
             Some(if n.negative { -f } else { f })
         }
 
+        /// The value of the eight ASCII digits at the cursor, if there
+        /// are eight (not consumed).
+        #[inline(always)]
+        fn eight_digits(&self) -> Option<u64> {
+            let chunk: [u8; 8] = self.b.get(self.i..self.i + 8)?.try_into().ok()?;
+            let v = u64::from_le_bytes(chunk);
+            // Every byte is 0x30..=0x39: high nibble 3, and still 3 after
+            // adding 6 (no byte carries into the next when all high
+            // nibbles are 3).
+            let high = v & 0xf0f0_f0f0_f0f0_f0f0;
+            let plus6 = v.wrapping_add(0x0606_0606_0606_0606) & 0xf0f0_f0f0_f0f0_f0f0;
+            if high | (plus6 >> 4) != 0x3333_3333_3333_3333 {
+                return None;
+            }
+            // Digit values (the first digit in the lowest byte), combined
+            // into pairs, then the pairs into the eight-digit number.
+            let v = v - 0x3030_3030_3030_3030;
+            let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+            let lo = (v & 0x0000_00ff_0000_00ff).wrapping_mul(100 + (1_000_000 << 32));
+            let hi = ((v >> 16) & 0x0000_00ff_0000_00ff).wrapping_mul(1 + (10_000 << 32));
+            Some(lo.wrapping_add(hi) >> 32)
+        }
+
         /// `ts`: plain digits without a leading zero that fit in `u64`.
         #[inline(always)]
         fn timestamp(&mut self) -> Option<u64> {
             let start = self.i;
             let mut ts = 0u64;
+            // Eight digits at a time, at most twice: 16 digits fit.
+            for _ in 0..2 {
+                let Some(v) = self.eight_digits() else { break };
+                ts = ts * 100_000_000 + v;
+                self.i += 8;
+            }
             while let Some(d @ b'0'..=b'9') = self.peek() {
                 self.i += 1;
                 ts = ts.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
@@ -756,10 +826,16 @@ mod tests {
             let got = parse_topic(topic.as_bytes()).map(|(_, m)| m);
             assert_eq!(got, want, "{topic}");
         }
-        assert_eq!(
-            parse_topic(b"sensors/\xff/temperature"),
-            Err(Reason::UnknownTopic)
-        );
+        // Not UTF-8 comes before the other reasons.
+        for topic in [
+            &b"sensors/\xff/temperature"[..],
+            b"sensors/\xff/pressure",
+            b"sensors/d/\xff",
+            b"sensors/\xff/temp\xff",
+            b"sensors//\xff",
+        ] {
+            assert_eq!(parse_topic(topic), Err(Reason::UnknownTopic), "{topic:?}");
+        }
     }
 
     #[test]
@@ -977,6 +1053,27 @@ mod tests {
             }
         }
 
+        #[test]
+        fn eight_digits_at_once() {
+            let want = |b: &[u8]| {
+                let d = b.get(..8)?;
+                d.iter()
+                    .all(u8::is_ascii_digit)
+                    .then(|| std::str::from_utf8(d).unwrap().parse::<u64>().unwrap())
+            };
+            for base in [*b"12345678", *b"00000000", *b"99999999", *b"90000009"] {
+                assert_eq!(fast::eight_digits(&base), want(&base));
+                assert_eq!(fast::eight_digits(&base[..7]), None);
+                for i in 0..8 {
+                    for byte in 0..=255u8 {
+                        let mut b = base;
+                        b[i] = byte;
+                        assert_eq!(fast::eight_digits(&b), want(&b), "{b:?}");
+                    }
+                }
+            }
+        }
+
         /// Numbers as devices might send them, and a few that are not.
         fn number_text() -> impl Strategy<Value = String> {
             prop_oneof![
@@ -1186,6 +1283,17 @@ mod tests {
                 let p = format!(r#"{{"value": {n}}}"#);
                 if let Some(Fields { values: [Some(v)], .. }) = fast::fields(p.as_bytes(), fast::VALUE) {
                     prop_assert_eq!(v.to_bits(), n.parse::<f64>().unwrap().to_bits(), "{}", n);
+                }
+            }
+
+            #[test]
+            fn eight_digits_match_parse(b in any::<[u8; 9]>(), digits in "[0-9]{8,9}") {
+                for b in [&b[..], digits.as_bytes()] {
+                    let want = b[..8]
+                        .iter()
+                        .all(u8::is_ascii_digit)
+                        .then(|| std::str::from_utf8(&b[..8]).unwrap().parse::<u64>().unwrap());
+                    prop_assert_eq!(fast::eight_digits(b), want);
                 }
             }
 
