@@ -457,6 +457,13 @@ impl<T: Copy + Send> Ring<T> {
         if self.policy == OverflowPolicy::Overwrite {
             return 0;
         }
+        if let Storage::Marked(_) = self.slots {
+            // SAFETY: forwarded from the caller (its gate is at `cur.pos`).
+            let n = unsafe { self.visit_marked(cur.pos, max, f) };
+            cur.pos += n as u64;
+            cur.cached_published = cur.cached_published.max(cur.pos);
+            return n;
+        }
         if cur.cached_published.saturating_sub(cur.pos) < max as u64 {
             self.refresh(cur, max);
         }

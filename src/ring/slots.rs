@@ -306,6 +306,42 @@ impl<T: Copy + Send> Ring<T> {
         pos
     }
 
+    /// Marked layout: calls `f(offset, &record)` for the records from
+    /// `start` on, up to `max` of them, while their marks show them written;
+    /// returns how many. One pass: each slot's mark and record are read
+    /// together. A packed ring visits nothing.
+    ///
+    /// # Safety
+    /// The caller's gate protects every offset from `start` on until this
+    /// returns (invariants 3 and 4); gated policies only.
+    #[inline(always)]
+    pub(super) unsafe fn visit_marked(
+        &self,
+        start: u64,
+        max: usize,
+        mut f: impl FnMut(u64, &T),
+    ) -> usize {
+        let Storage::Marked(slots) = &self.slots else {
+            return 0;
+        };
+        let end = start + max as u64;
+        let mut pos = start;
+        while pos < end {
+            let slot = Self::marked(slots, self.mask, pos);
+            // Acquire: pairs with the writer's Release store of the mark, so
+            // the record read below is the whole record of offset `pos`.
+            if slot.mark.load(Ordering::Acquire) != pos + 1 {
+                break;
+            }
+            // SAFETY: the mark shows the record of `pos` written (and it was
+            // written before the mark); the caller's gate keeps the writer
+            // off the slot until this returns.
+            f(pos, unsafe { (*slot.cell.read_ptr()).assume_init_ref() });
+            pos += 1;
+        }
+        (pos - start) as usize
+    }
+
     /// Calls `f(offset, &record)` for every offset of `[start, start + n)`;
     /// gated policies only.
     ///
