@@ -208,20 +208,36 @@ struct JsonReading {
 }
 
 /// Splits `sensors/<device>/<metric>` into the device id and the metric.
+///
+/// A topic that is not UTF-8 or not exactly three levels with the first
+/// `sensors` is an unknown topic; then an unknown metric; then a bad device
+/// id.
+#[inline]
 pub fn parse_topic(topic: &[u8]) -> Result<(DeviceId, Metric), Reason> {
-    let topic = std::str::from_utf8(topic).map_err(|_| Reason::UnknownTopic)?;
-    // Exactly three levels, the first `sensors` (a direct split rather than
-    // a `split('/')` iterator: this runs for every message).
-    let (device, metric) = topic
-        .strip_prefix("sensors/")
-        .and_then(|rest| rest.split_once('/'))
-        .filter(|(_, metric)| !metric.contains('/'))
+    // Split on the bytes (this runs for every message): `/` is ASCII, so it
+    // never occurs inside a multi-byte character, and the topic is UTF-8
+    // exactly when its device and metric levels are.
+    let rest = topic
+        .strip_prefix(b"sensors/")
         .ok_or(Reason::UnknownTopic)?;
-    let metric = match metric {
-        "temperature" => Metric::Temperature,
-        "humidity" => Metric::Humidity,
-        "reading" => Metric::Reading,
-        _ => return Err(Reason::UnknownMetric),
+    let slash = rest
+        .iter()
+        .position(|&b| b == b'/')
+        .ok_or(Reason::UnknownTopic)?;
+    let (device, metric) = (&rest[..slash], &rest[slash + 1..]);
+    let known = match metric {
+        b"temperature" => Some(Metric::Temperature),
+        b"humidity" => Some(Metric::Humidity),
+        b"reading" => Some(Metric::Reading),
+        _ => None,
+    };
+    let device = std::str::from_utf8(device).map_err(|_| Reason::UnknownTopic)?;
+    let metric = match known {
+        Some(metric) => metric,
+        None if metric.contains(&b'/') || std::str::from_utf8(metric).is_err() => {
+            return Err(Reason::UnknownTopic)
+        }
+        None => return Err(Reason::UnknownMetric),
     };
     let device = DeviceId::new(device).map_err(|e| match e {
         DeviceIdError::Empty => Reason::DeviceIdEmpty,
@@ -835,6 +851,60 @@ mod tests {
             b"sensors//\xff",
         ] {
             assert_eq!(parse_topic(topic), Err(Reason::UnknownTopic), "{topic:?}");
+        }
+    }
+
+    /// The topic split as it was written on `str` (a whole-topic UTF-8
+    /// check first), to compare the byte-level one with.
+    fn parse_topic_on_str(topic: &[u8]) -> Result<(DeviceId, Metric), Reason> {
+        let topic = std::str::from_utf8(topic).map_err(|_| Reason::UnknownTopic)?;
+        let (device, metric) = topic
+            .strip_prefix("sensors/")
+            .and_then(|rest| rest.split_once('/'))
+            .filter(|(_, metric)| !metric.contains('/'))
+            .ok_or(Reason::UnknownTopic)?;
+        let metric = match metric {
+            "temperature" => Metric::Temperature,
+            "humidity" => Metric::Humidity,
+            "reading" => Metric::Reading,
+            _ => return Err(Reason::UnknownMetric),
+        };
+        let device = DeviceId::new(device).map_err(|e| match e {
+            DeviceIdError::Empty => Reason::DeviceIdEmpty,
+            DeviceIdError::TooLong(_) | DeviceIdError::Nul => Reason::DeviceIdTooLong,
+        })?;
+        Ok((device, metric))
+    }
+
+    fn topic_levels() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let level = prop_oneof![
+            4 => proptest::sample::select(&[
+                "sensors", "temperature", "humidity", "reading", "dev-1", "sim-0",
+                "sixteen-bytes-id", "seventeen-bytes-x", "", "pressure", "Sensors",
+                "reading ", "wide-\u{e9}", "\0", "a\0b",
+            ][..])
+            .prop_map(|l| l.as_bytes().to_vec()),
+            1 => proptest::collection::vec(any::<u8>(), 0..6),
+            1 => proptest::collection::vec(
+                proptest::sample::select(b"/sensor\xff\xc3\xa9\x80".to_vec()),
+                0..10,
+            ),
+        ];
+        prop_oneof![
+            proptest::collection::vec(level.clone(), 0..5),
+            (level.clone(), level).prop_map(|(d, m)| vec![b"sensors".to_vec(), d, m]),
+        ]
+        .prop_map(|levels| levels.join(&b'/'))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_topic_matches_the_str_split(topic in topic_levels()) {
+            let key = |r: Result<(DeviceId, Metric), Reason>| {
+                r.map(|(d, m)| (d.as_bytes().to_vec(), m))
+            };
+            proptest::prop_assert_eq!(key(parse_topic(&topic)), key(parse_topic_on_str(&topic)));
         }
     }
 
