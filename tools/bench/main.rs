@@ -542,17 +542,23 @@ fn evaluate_targets(
                 .iter()
                 .filter(|p| p.system.is_telering())
                 .min_by_key(|p| p.at(50.0));
-            match best {
-                Some(b) => {
+            // The floor for this target is the atomic ping-pong run in the
+            // same interleaved rounds as the queues: the hypervisor moves the
+            // vCPUs between runs here, and a floor measured at the start can
+            // be from another placement (the start-of-run floor is shown).
+            let atomic = ping
+                .iter()
+                .find(|p| p.system == PingSystem::Atomic)
+                .map(|a| a.at(50.0) as f64);
+            match (best, atomic) {
+                (Some(b), Some(floor)) => {
                     let p50 = b.at(50.0) as f64;
-                    let x = p50 / fl.c2c_one_way_ns;
-                    let limit = TARGET_P50_FLOORS * fl.c2c_one_way_ns;
-                    let atomic = ping
-                        .iter()
-                        .find(|p| p.system == PingSystem::Atomic)
-                        .map_or(String::new(), |a| {
-                            format!(" (the atomic ping-pong in this harness: {} ns)", a.at(50.0))
-                        });
+                    let x = p50 / floor;
+                    let limit = TARGET_P50_FLOORS * floor;
+                    let atomic = format!(
+                        " (the atomic ping-pong p50, in the same rounds; the floor measured at the start was {:.1} ns)",
+                        fl.c2c_one_way_ns
+                    );
                     targets.push(Target {
                         name: p50_name,
                         value: Some(x),
@@ -560,23 +566,21 @@ fn evaluate_targets(
                         met: Some(x <= TARGET_P50_FLOORS),
                         detail: if x <= TARGET_P50_FLOORS {
                             format!(
-                                "{} ping-pong p50 {p50:.0} ns = {x:.2}× the {:.1} ns floor{atomic}: met, {:.0} ns to spare{fixed}",
+                                "{} ping-pong p50 {p50:.0} ns = {x:.2}× the {floor:.0} ns floor{atomic}: met, {:.0} ns to spare{fixed}",
                                 b.system.name(),
-                                fl.c2c_one_way_ns,
                                 limit - p50
                             )
                         } else {
                             format!(
-                                "{} ping-pong p50 {p50:.0} ns = {x:.2}× the {:.1} ns floor{atomic}: missed by {:.0} ns ({:.0} % over the {limit:.0} ns limit){fixed}",
+                                "{} ping-pong p50 {p50:.0} ns = {x:.2}× the {floor:.0} ns floor{atomic}: missed by {:.0} ns ({:.0} % over the {limit:.0} ns limit){fixed}",
                                 b.system.name(),
-                                fl.c2c_one_way_ns,
                                 p50 - limit,
                                 (p50 / limit - 1.0) * 100.0
                             )
                         },
                     });
                 }
-                None => targets.push(Target {
+                _ => targets.push(Target {
                     name: p50_name,
                     value: None,
                     unit: "",
@@ -865,8 +869,12 @@ fn write_report(
         let _ = writeln!(
             w,
             "  {:<28} {:>8} {:>8} {:>8} {:>8} {:>10}",
-            "system", "p50", "p90", "p99", "max", "p50/floor"
+            "system", "p50", "p90", "p99", "max", "p50/atomic"
         );
+        let atomic = ping
+            .iter()
+            .find(|p| p.system == PingSystem::Atomic)
+            .map_or(f64::NAN, |a| a.at(50.0) as f64);
         for r in ping {
             let _ = writeln!(
                 w,
@@ -876,9 +884,13 @@ fn write_report(
                 r.at(90.0),
                 r.at(99.0),
                 r.hist.max(),
-                r.at(50.0) as f64 / fl.c2c_one_way_ns
+                r.at(50.0) as f64 / atomic
             );
         }
+        let _ = writeln!(
+            w,
+            "  (the atomic row is the core-to-core floor measured this way, in the same interleaved rounds)"
+        );
     }
 
     let _ = writeln!(
@@ -1058,7 +1070,10 @@ fn to_json(
                 "p99": r.at(99.0),
                 "max": r.hist.max(),
                 "samples": r.hist.len(),
-                "p50_over_floor": round(r.at(50.0) as f64 / fl.c2c_one_way_ns, 3),
+                "p50_over_atomic": ping
+                    .iter()
+                    .find(|p| p.system == PingSystem::Atomic)
+                    .map(|a| round(r.at(50.0) as f64 / a.at(50.0) as f64, 3)),
             })).collect::<Vec<_>>(),
         },
         "targets": targets.iter().map(|t| json!({
