@@ -12,7 +12,11 @@
 //! on a VM) and the producer's spin to its due time; it is the right tool for
 //! tails and coordinated omission, not for a floor-sized p50. Here the clock
 //! is read once per [`PER_SAMPLE`] round trips, on one side only, so it adds
-//! under a nanosecond to each one-way figure. Each histogram sample is the
+//! under a nanosecond to each one-way figure. Between two groups through the
+//! queue the same two threads run a group through two bare atomics, so each
+//! system carries its own floor, measured a moment apart on the same cores
+//! (the hypervisor here moves the vCPUs between runs, which changes the
+//! core-to-core latency several-fold). Each histogram sample is the
 //! mean one-way latency of those round trips: the percentiles describe
 //! groups of round trips, which smooths the tail (the tail belongs to the
 //! fixed-rate table).
@@ -34,8 +38,6 @@ pub const PER_SAMPLE: u64 = 16;
 /// A system measured by ping-pong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PingSystem {
-    /// Two cache-padded atomics, no queue: the floor measured this way.
-    Atomic,
     /// telering ring (`ring::spsc_with`), `publish` / `read_with` polled.
     Ring(SlotLayout),
     /// telering engine, `send_to` / `Consumer::poll` with `BusySpin`.
@@ -50,7 +52,6 @@ impl PingSystem {
     /// Every system, in the order they are run.
     pub fn all() -> Vec<Self> {
         vec![
-            Self::Atomic,
             Self::Ring(SlotLayout::Packed),
             Self::Ring(SlotLayout::Marked),
             Self::Engine(SlotLayout::Packed),
@@ -63,7 +64,6 @@ impl PingSystem {
     /// Name for tables and JSON.
     pub fn name(&self) -> String {
         match self {
-            Self::Atomic => "atomic (no queue)".to_owned(),
             Self::Ring(SlotLayout::Packed) => "telering ring".to_owned(),
             Self::Ring(SlotLayout::Marked) => "telering ring marked".to_owned(),
             Self::Engine(SlotLayout::Packed) => "telering engine".to_owned(),
@@ -87,6 +87,9 @@ pub struct PingResult {
     /// One-way latency (round trip / 2), ns, one sample per [`PER_SAMPLE`]
     /// round trips.
     pub hist: Histogram<u64>,
+    /// The floor measured between those samples on the same threads: two
+    /// bare atomics, same method.
+    pub floor: Histogram<u64>,
 }
 
 impl PingResult {
@@ -94,45 +97,21 @@ impl PingResult {
     pub fn at(&self, p: f64) -> u64 {
         self.hist.value_at_percentile(p)
     }
+
+    /// The interleaved floor's median, ns.
+    pub fn floor_p50(&self) -> u64 {
+        self.floor.value_at_percentile(50.0)
+    }
+
+    /// p50 over the interleaved floor's p50.
+    pub fn p50_over_floor(&self) -> f64 {
+        self.at(50.0) as f64 / self.floor_p50() as f64
+    }
 }
 
 /// Runs `samples` samples (after `warmup` unrecorded ones) of `system`.
 pub fn run(system: PingSystem, samples: u64, warmup: u64, pins: &Pins) -> PingResult {
-    let hist = match system {
-        PingSystem::Atomic => {
-            let (ab, ba) = (
-                CachePadded::new(AtomicU64::new(0)),
-                CachePadded::new(AtomicU64::new(0)),
-            );
-            // A value is `sequence + 1`; each side keeps the last one it saw.
-            // Release/Acquire: a plain handoff, as a queue's cursor pays.
-            let (mut seen_a, mut seen_b) = (0u64, 0u64);
-            pair(
-                pins,
-                samples,
-                warmup,
-                (
-                    |v: u64| ab.store(v + 1, Ordering::Release),
-                    || {
-                        let x = ba.load(Ordering::Acquire);
-                        (x != seen_a).then(|| {
-                            seen_a = x;
-                            x - 1
-                        })
-                    },
-                ),
-                (
-                    |v: u64| ba.store(v + 1, Ordering::Release),
-                    || {
-                        let x = ab.load(Ordering::Acquire);
-                        (x != seen_b).then(|| {
-                            seen_b = x;
-                            x - 1
-                        })
-                    },
-                ),
-            )
-        }
+    let (hist, floor) = match system {
         PingSystem::Ring(layout) => {
             let spsc = || {
                 ring::spsc_with::<Reading>(CAPACITY, OverflowPolicy::Block, layout)
@@ -271,7 +250,11 @@ pub fn run(system: PingSystem, samples: u64, warmup: u64, pins: &Pins) -> PingRe
             )
         }
     };
-    PingResult { system, hist }
+    PingResult {
+        system,
+        hist,
+        floor,
+    }
 }
 
 /// A histogram for mean one-way latencies, 1 ns to 60 s, 3 digits.
@@ -282,26 +265,44 @@ fn new_hist() -> Histogram<u64> {
 /// Runs the ping-pong: side A (role 0) sends record `i` and waits for its
 /// echo, timing each [`PER_SAMPLE`] round trips; side B (role 1) echoes.
 /// `recv` returns `None` while nothing has arrived (the caller spins).
+///
+/// After each group through the queue the two threads run a group through
+/// two bare atomics (the floor's method) and time it too, so every queue
+/// sample has a floor sample taken a moment later on the same cores: the
+/// ratio of the two histograms survives the hypervisor moving the vCPUs
+/// between or during runs. Returns `(queue, floor)`.
 fn pair<SA, RA, SB, RB>(
     pins: &Pins,
     samples: u64,
     warmup: u64,
     (mut send_a, mut recv_a): (SA, RA),
     (mut send_b, mut recv_b): (SB, RB),
-) -> Histogram<u64>
+) -> (Histogram<u64>, Histogram<u64>)
 where
     SA: FnMut(u64) + Send,
     RA: FnMut() -> Option<u64> + Send,
     SB: FnMut(u64) + Send,
     RB: FnMut() -> Option<u64> + Send,
 {
-    let total = (samples + warmup) * PER_SAMPLE;
+    // The floor's cells: a value is `sequence + 1`. Release/Acquire: a plain
+    // handoff, as a queue's cursor pays.
+    let (ab, ba) = (
+        CachePadded::new(AtomicU64::new(0)),
+        CachePadded::new(AtomicU64::new(0)),
+    );
+    let spin_until = |cell: &AtomicU64, want: u64| {
+        while cell.load(Ordering::Acquire) != want {
+            spin_loop();
+        }
+    };
     let (_, mut out) = run_pinned(
         pins,
         vec![
-            job(move || {
-                let mut hist = new_hist();
-                let mut seq = 0u64;
+            job(|| {
+                let (mut hist, mut floor) = (new_hist(), new_hist());
+                let (mut seq, mut tick) = (0u64, 0u64);
+                let one_way =
+                    |start: Instant| (start.elapsed().as_nanos() as u64 / (2 * PER_SAMPLE)).max(1);
                 for s in 0..samples + warmup {
                     let start = Instant::now();
                     for _ in 0..PER_SAMPLE {
@@ -315,26 +316,42 @@ where
                         assert_eq!(back, seq, "the echo is of another record");
                         seq += 1;
                     }
-                    let ns = start.elapsed().as_nanos() as u64;
+                    let queue_ns = one_way(start);
+                    let start = Instant::now();
+                    for _ in 0..PER_SAMPLE {
+                        tick += 1;
+                        ab.store(tick, Ordering::Release);
+                        spin_until(&ba, tick);
+                    }
+                    let floor_ns = one_way(start);
                     if s >= warmup {
-                        hist.saturating_record((ns / (2 * PER_SAMPLE)).max(1));
+                        hist.saturating_record(queue_ns);
+                        floor.saturating_record(floor_ns);
                     }
                 }
-                Some(hist)
+                Some((hist, floor))
             }),
-            job(move || {
-                for _ in 0..total {
-                    let v = loop {
-                        match recv_b() {
-                            Some(v) => break v,
-                            None => spin_loop(),
-                        }
-                    };
-                    send_b(v);
+            job(|| {
+                let mut tick = 0u64;
+                for _ in 0..samples + warmup {
+                    for _ in 0..PER_SAMPLE {
+                        let v = loop {
+                            match recv_b() {
+                                Some(v) => break v,
+                                None => spin_loop(),
+                            }
+                        };
+                        send_b(v);
+                    }
+                    for _ in 0..PER_SAMPLE {
+                        tick += 1;
+                        spin_until(&ab, tick);
+                        ba.store(tick, Ordering::Release);
+                    }
                 }
                 None
             }),
         ],
     );
-    out.remove(0).expect("side A returns the histogram")
+    out.remove(0).expect("side A returns the histograms")
 }
