@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use telering::{
-    ConsumerConfig, ConsumerError, Engine, EngineError, OffsetReset, OverflowPolicy, TopicConfig,
-    WaitStrategy,
+    ConsumerConfig, ConsumerError, Engine, EngineError, OffsetReset, OverflowPolicy, SlotLayout,
+    TopicConfig, WaitStrategy,
 };
 
 const T: Duration = Duration::from_millis(20);
@@ -419,4 +419,33 @@ fn huge_timeouts_do_not_overflow() {
     });
     assert_eq!(c.poll(64, Duration::MAX).unwrap().len(), 8);
     late.join().unwrap();
+}
+
+#[test]
+fn huge_poll_max_is_bounded_on_both_layouts() {
+    for layout in [SlotLayout::Packed, SlotLayout::Marked] {
+        let e: Engine<u64> = Engine::new();
+        e.create_topic("t", TopicConfig::new(2, 64).layout(layout))
+            .unwrap();
+        let mut c = e.consumer(ConsumerConfig::cluster("g")).unwrap();
+        c.subscribe(&["t"]).unwrap();
+        let mut p = e.producer("t").unwrap();
+        for i in 0..100 {
+            p.send_to((i % 2) as u32, i).unwrap();
+        }
+        // `max` far beyond anything a poll can return: the records there,
+        // no overflow, no giant allocation.
+        let mut got = 0;
+        for _ in 0..10 {
+            got += c.poll(usize::MAX, Duration::from_millis(50)).unwrap().len();
+        }
+        assert_eq!(got, 100, "{layout:?}");
+    }
+    let (mut w, mut r) =
+        telering::ring::spsc_with::<u64>(8, OverflowPolicy::Block, SlotLayout::Marked).unwrap();
+    w.publish_slice(&[1, 2, 3]).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(r.read_into(usize::MAX, &mut out).read, 3);
+    w.publish(4).unwrap();
+    assert_eq!(r.read_with(usize::MAX, |_, _| {}), 1);
 }

@@ -169,6 +169,11 @@ impl<T> std::ops::Deref for Batch<'_, T> {
 /// Slice of waiting between checks for rebalances.
 const REBALANCE_CHECK: Duration = Duration::from_millis(20);
 
+/// Most records one [`Consumer::poll`] returns, whatever `max` asks for (as
+/// Kafka's `max.poll.records`): the poll buffer is sized for `max` up front,
+/// so a `max` of `usize::MAX` must not become an allocation of that size.
+pub const MAX_POLL_RECORDS: usize = 1 << 16;
+
 /// One member of a consumer group. `Send`; use it from one thread at a time.
 ///
 /// Dropping it without [`Consumer::close`] is treated as a crash: it leaves
@@ -495,7 +500,8 @@ impl<T: Copy + Send + 'static> Consumer<T> {
     /// `timeout` (per the wait strategy) when there are none. An empty batch
     /// means the timeout passed. With [`ConsumerConfig::fetch`], a poll that
     /// finds fewer than `fetch_min` records gathers more for up to
-    /// `fetch_max_wait` first.
+    /// `fetch_max_wait` first. At most [`MAX_POLL_RECORDS`] come back per
+    /// poll, however large `max` is.
     pub fn poll(&mut self, max: usize, timeout: Duration) -> Result<Batch<'_, T>, ConsumerError> {
         if self.closed {
             return Err(ConsumerError::Closed);
@@ -503,6 +509,7 @@ impl<T: Copy + Send + 'static> Consumer<T> {
         if max == 0 {
             return Err(ConsumerError::ZeroMax);
         }
+        let max = max.min(MAX_POLL_RECORDS);
         if self.config.auto_commit {
             self.commit();
         }

@@ -44,7 +44,7 @@ use crate::ring::{GateId, Ring};
 use crate::sync::Arc;
 use crate::topic::{Topic, TopicId, TopicPartition};
 
-pub use consumer::{Batch, Consumer, ConsumerConfig, OffsetReset, Record};
+pub use consumer::{Batch, Consumer, ConsumerConfig, OffsetReset, Record, MAX_POLL_RECORDS};
 
 /// How a group shares records among its members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

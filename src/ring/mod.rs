@@ -370,7 +370,9 @@ impl<T: Copy + Send> Ring<T> {
             Storage::Packed(_) => cur.cached_published = self.published.load(Ordering::Acquire),
             Storage::Marked(_) => {
                 let from = cur.cached_published.max(cur.pos);
-                cur.cached_published = self.scan_marks(from, cur.pos + max as u64);
+                // No more than a lap can be published past `pos`.
+                let to = cur.pos + (max as u64).min(self.capacity);
+                cur.cached_published = self.scan_marks(from, to);
             }
         }
     }

@@ -324,7 +324,8 @@ impl<T: Copy + Send> Ring<T> {
         let Storage::Marked(slots) = &self.slots else {
             return 0;
         };
-        let end = start + max as u64;
+        // No more than a lap can be published past `start`.
+        let end = start + (max as u64).min(self.capacity);
         let mut pos = start;
         while pos < end {
             let slot = Self::marked(slots, self.mask, pos);

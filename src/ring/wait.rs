@@ -11,10 +11,11 @@
 //! Parking is a Dekker pair between the reader and the writer:
 //!
 //! - reader: register in [`Waiters`] (`parked` count, `SeqCst`), then a `SeqCst`
-//!   fence, then re-check the published cursor and the closed flag; park only
-//!   if both still say "nothing to do";
-//! - writer: store the published cursor, `SeqCst` fence, then load `parked`; if
-//!   non-zero, unpark every registered thread.
+//!   fence, then re-check the published cursor (and, in the marked slot
+//!   layout, the mark of the slot it waits for) and the closed flag; park only
+//!   if all still say "nothing to do";
+//! - writer: store the published cursor or the slot's mark, `SeqCst` fence,
+//!   then load `parked`; if non-zero, unpark every registered thread.
 //!
 //! Either the reader's re-check sees the new cursor, or the writer's load sees
 //! the registration and unparks it (`unpark` before `park` is not lost: the
