@@ -67,6 +67,7 @@ pub(crate) mod cell {
     /// or not, and never initialised cell by cell).
     pub(crate) unsafe trait Cell {
         /// Whether a fresh cell must be zeroed (`false`: any bytes will do).
+        #[cfg_attr(loom, allow(dead_code))]
         const ZEROED: bool;
         /// An empty cell (used under loom, where cells are real objects).
         #[cfg(loom)]
@@ -119,14 +120,17 @@ pub(crate) mod cell {
     }
 
     #[cfg(not(loom))]
-    impl<C: Cell> Slots<C> {
+    impl<C> Slots<C> {
         fn layout(len: usize) -> Option<std::alloc::Layout> {
             std::alloc::Layout::array::<C>(len)
                 .ok()?
                 .align_to(SLOTS_ALIGN)
                 .ok()
         }
+    }
 
+    #[cfg(not(loom))]
+    impl<C: Cell> Slots<C> {
         /// `len` empty cells; `None` if the size overflows.
         pub(crate) fn new(len: usize) -> Option<Self> {
             let layout = Self::layout(len)?;
@@ -168,11 +172,7 @@ pub(crate) mod cell {
     impl<C> Drop for Slots<C> {
         fn drop(&mut self) {
             // Cells hold `T: Copy` records and atomics: nothing to drop.
-            let layout = std::alloc::Layout::array::<C>(self.len)
-                .ok()
-                .and_then(|l| l.align_to(SLOTS_ALIGN).ok())
-                .filter(|l| l.size() > 0);
-            if let Some(layout) = layout {
+            if let Some(layout) = Self::layout(self.len).filter(|l| l.size() > 0) {
                 // SAFETY: allocated in `new` with this very layout.
                 unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), layout) };
             }

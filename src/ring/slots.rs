@@ -82,7 +82,7 @@ impl<T: Copy> Storage<T> {
         }
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(super) fn addr_and_len(&self) -> (usize, usize) {
         match self {
             Storage::Packed(s) => (s.as_ptr() as usize, s.len()),
@@ -179,10 +179,10 @@ impl<T: Copy + Send> Ring<T> {
             Storage::Packed(slots) => {
                 let (idx, first, second) = self.stretches(start, n);
                 let base = base_ptr(slots);
-                // SAFETY: slots idx..idx + first and 0..second lie inside the
-                // array (idx + first <= capacity, second <= idx) and hold
-                // claimed, unpublished offsets that no reader touches
-                // (invariant 3).
+                // Slots idx..idx + first and 0..second lie inside the array
+                // (idx + first <= capacity, second <= idx) and hold claimed,
+                // unpublished offsets that no reader touches (invariant 3).
+                // SAFETY: as just said, for both stretches.
                 unsafe {
                     let a = base.add(idx);
                     for i in 0..first {
