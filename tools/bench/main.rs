@@ -273,16 +273,12 @@ fn main() -> ExitCode {
             lat_cfg.prefill,
             lat_cfg.warmup
         );
-        for round in 0..rounds {
-            for (i, system) in LatSystem::all().into_iter().enumerate() {
-                let r = latency::run(system, &lat_cfg, &pins);
-                if round == 0 {
-                    lat.push(r);
-                } else {
-                    lat[i].hist.add(&r.hist).expect("same histogram bounds");
-                }
-            }
-        }
+        lat = interleaved(
+            rounds,
+            &LatSystem::all(),
+            |system| latency::run(system, &lat_cfg, &pins),
+            |all, r| all.hist.add(&r.hist).expect("same histogram bounds"),
+        );
         for r in &lat {
             eprintln!(
                 "  {:<28} p50 {} p99.9 {} max {}",
@@ -298,17 +294,15 @@ fn main() -> ExitCode {
             "ping-pong: {rounds} rounds of {samples} samples of {} round trips per system ...",
             pingpong::PER_SAMPLE
         );
-        for round in 0..rounds {
-            for (i, system) in PingSystem::all().into_iter().enumerate() {
-                let r = pingpong::run(system, samples, samples / 10, &pins);
-                if round == 0 {
-                    ping.push(r);
-                } else {
-                    ping[i].hist.add(&r.hist).expect("same histogram bounds");
-                    ping[i].floor.add(&r.floor).expect("same histogram bounds");
-                }
-            }
-        }
+        ping = interleaved(
+            rounds,
+            &PingSystem::all(),
+            |system| pingpong::run(system, samples, samples / 10, &pins),
+            |all, r| {
+                all.hist.add(&r.hist).expect("same histogram bounds");
+                all.floor.add(&r.floor).expect("same histogram bounds");
+            },
+        );
         for r in &ping {
             eprintln!(
                 "  {:<28} one-way p50 {} p99 {} (floor p50 {})",
@@ -438,6 +432,25 @@ const DISTURBED_BASE_P50_NS: u64 = 5_000;
 /// Whether other load disturbed the latency phase (see [`DISTURBED_BASE_P50_NS`]).
 fn latency_disturbed(lat: &[LatResult]) -> bool {
     latency_of(lat, LatSystem::Base).is_some_and(|b| b.at(50.0) > DISTURBED_BASE_P50_NS)
+}
+
+/// Runs every system once per round, round after round, so a burst of noise
+/// from the shared machine spreads over all of them; `merge` adds a later
+/// round's result into the system's first.
+fn interleaved<S: Copy, R>(
+    rounds: u32,
+    systems: &[S],
+    mut run: impl FnMut(S) -> R,
+    merge: impl Fn(&mut R, R),
+) -> Vec<R> {
+    let mut all: Vec<R> = systems.iter().map(|&s| run(s)).collect();
+    for _ in 1..rounds {
+        for (slot, &s) in all.iter_mut().zip(systems) {
+            let r = run(s);
+            merge(slot, r);
+        }
+    }
+    all
 }
 
 /// Whether the core-to-core runs disagree so much that the vCPUs probably
