@@ -1,5 +1,6 @@
 //! MQTT ingest over real TCP loopback with a real client (rumqttc): valid and
-//! invalid messages at QoS 0 and 1, exact counts, per-device order; and the
+//! invalid messages at QoS 0 and 1, exact counts, per-device order (on both
+//! slot layouts); and the
 //! `telering serve` binary end to end, stopped by SIGTERM.
 
 use std::collections::BTreeMap;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use telering::mqtt::{Server, ServerConfig, HUMIDITY, TEMPERATURE};
-use telering::{ConsumerConfig, GroupMode};
+use telering::{ConsumerConfig, GroupMode, SlotLayout};
 
 fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
@@ -85,7 +86,15 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn valid_and_invalid_messages_at_qos0_and_qos1_are_counted_exactly_and_in_order() {
-    let server = Server::start(test_config()).unwrap();
+    for layout in [SlotLayout::Packed, SlotLayout::Marked] {
+        counted_exactly_and_in_order(layout);
+    }
+}
+
+fn counted_exactly_and_in_order(layout: SlotLayout) {
+    let mut cfg = test_config();
+    cfg.ingest.layout = layout;
+    let server = Server::start(cfg).unwrap();
     let engine = server.engine().clone();
     let mut cluster = engine.consumer(ConsumerConfig::cluster("check")).unwrap();
     cluster.subscribe(&[TEMPERATURE, HUMIDITY]).unwrap();
