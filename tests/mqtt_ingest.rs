@@ -1,7 +1,7 @@
 //! MQTT ingest over real TCP loopback with a real client (rumqttc): valid and
 //! invalid messages at QoS 0 and 1, exact counts, per-device order (on both
-//! slot layouts); and the
-//! `telering serve` binary end to end, stopped by SIGTERM.
+//! slot layouts); and the `telering serve` binary end to end, stopped by
+//! SIGTERM.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
