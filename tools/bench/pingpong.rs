@@ -1,5 +1,6 @@
-//! Ping-pong latency: one-way latency through a queue, measured the way the
-//! core-to-core floor is measured ([`crate::floors`]).
+//! Ping-pong latency: one-way latency through a queue as round trip / 2, the
+//! way the core-to-core floor is measured ([`crate::floors`]), against a
+//! floor measured the same way between its samples.
 //!
 //! Two pinned threads and two queues of the same system, one per direction:
 //! the first thread sends a record and busy-waits for its echo, the second
