@@ -14,7 +14,7 @@
 //!
 //! - `published` (cache-padded): records `[0, published)` have been written
 //!   and are visible. Only the writer stores it, with `Release`, once per batch
-//!   (packed layout) or once per [`slots::LAZY_PUBLISH`] records (marked
+//!   (packed layout) or once per 128 records or once a lap (marked
 //!   layout, where each slot's mark says whether its record is written:
 //!   [`SlotLayout`]). [`Ring::published`] is exact in both layouts.
 //! - `claim` (cache-padded, `Overwrite` only): end of the batch the writer is
