@@ -96,6 +96,17 @@ pub(crate) mod cell {
         pub(crate) cell: SlotCell<T>,
     }
 
+    impl<T> MarkedCell<T> {
+        /// Whether this slot holds the record of `offset`, written whole.
+        #[inline(always)]
+        pub(crate) fn holds(&self, offset: u64) -> bool {
+            // Acquire: pairs with the writer's Release store of the mark
+            // (made after the record), so a caller that goes on to read the
+            // record sees all of it.
+            self.mark.load(super::Ordering::Acquire) == offset + 1
+        }
+    }
+
     // SAFETY: a zero mark means "never written", and the record cell may
     // hold any bytes.
     unsafe impl<T: Copy> Cell for MarkedCell<T> {

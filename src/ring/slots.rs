@@ -272,14 +272,7 @@ impl<T: Copy + Send> Ring<T> {
     pub(super) fn is_marked(&self, offset: u64) -> bool {
         match &self.slots {
             Storage::Packed(_) => false,
-            // Acquire: pairs with the writer's Release store of the mark, so
-            // a caller that goes on to read the record sees all of it.
-            Storage::Marked(slots) => {
-                Self::marked(slots, self.mask, offset)
-                    .mark
-                    .load(Ordering::Acquire)
-                    == offset + 1
-            }
+            Storage::Marked(slots) => Self::marked(slots, self.mask, offset).holds(offset),
         }
     }
 
@@ -293,14 +286,7 @@ impl<T: Copy + Send> Ring<T> {
             return from;
         };
         let mut pos = from;
-        while pos < to {
-            // Acquire: as in `is_marked`.
-            let mark = Self::marked(slots, self.mask, pos)
-                .mark
-                .load(Ordering::Acquire);
-            if mark != pos + 1 {
-                break;
-            }
+        while pos < to && Self::marked(slots, self.mask, pos).holds(pos) {
             pos += 1;
         }
         pos
@@ -329,9 +315,7 @@ impl<T: Copy + Send> Ring<T> {
         let mut pos = start;
         while pos < end {
             let slot = Self::marked(slots, self.mask, pos);
-            // Acquire: pairs with the writer's Release store of the mark, so
-            // the record read below is the whole record of offset `pos`.
-            if slot.mark.load(Ordering::Acquire) != pos + 1 {
+            if !slot.holds(pos) {
                 break;
             }
             // SAFETY: the mark shows the record of `pos` written (and it was
