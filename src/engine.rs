@@ -1,23 +1,16 @@
-//! The engine: the registry of topics and consumer groups.
+//! The engine: a handle on a topic registry ([`crate::topic`]) and the
+//! consumer groups reading it ([`crate::group`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use crate::error::EngineError;
 use crate::group::{Consumer, ConsumerConfig, Group, GroupStats};
-use crate::topic::{PartitionOffsets, Producer, Topic, TopicConfig, TopicId};
-
-struct Topics<T> {
-    list: Vec<Arc<Topic<T>>>,
-    by_name: HashMap<Arc<str>, TopicId>,
-}
+use crate::topic::{PartitionOffsets, Producer, TopicConfig, TopicId, TopicRegistry};
 
 pub(crate) struct EngineInner<T> {
-    topics: RwLock<Topics<T>>,
+    topics: Arc<TopicRegistry<T>>,
     groups: Mutex<HashMap<String, Arc<Group<T>>>>,
-    closed: AtomicBool,
-    pub(crate) next_member: AtomicU64,
 }
 
 /// The engine, generic over the record type. Cheap to clone (a handle).
@@ -48,64 +41,9 @@ impl<T: Copy + Send + 'static> Default for Engine<T> {
 impl<T: Copy + Send + 'static> std::fmt::Debug for Engine<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("topics", &self.inner.topic_names())
+            .field("topics", &self.inner.topics.names_joined())
             .field("closed", &self.is_closed())
             .finish()
-    }
-}
-
-impl<T: Copy + Send + 'static> EngineInner<T> {
-    fn read_topics(&self) -> std::sync::RwLockReadGuard<'_, Topics<T>> {
-        self.topics.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn topic_id(&self, name: &str) -> Option<TopicId> {
-        self.read_topics().by_name.get(name).copied()
-    }
-
-    pub(crate) fn topic_names(&self) -> String {
-        let t = self.read_topics();
-        let names: Vec<&str> = t.list.iter().map(|t| &*t.name).collect();
-        if names.is_empty() {
-            "none".to_owned()
-        } else {
-            names.join(", ")
-        }
-    }
-
-    pub(crate) fn topic_name(&self, id: TopicId) -> Arc<str> {
-        self.read_topics().list[id.0 as usize].name.clone()
-    }
-
-    pub(crate) fn partition_count(&self, id: TopicId) -> u32 {
-        self.read_topics().list[id.0 as usize].partitions.len() as u32
-    }
-
-    pub(crate) fn topics_snapshot(&self) -> Vec<Arc<Topic<T>>> {
-        self.read_topics().list.clone()
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    fn topic(&self, name: &str) -> Result<Arc<Topic<T>>, EngineError> {
-        let t = self.read_topics();
-        match t.by_name.get(name) {
-            Some(id) => Ok(t.list[id.0 as usize].clone()),
-            None => Err(EngineError::UnknownTopic {
-                topic: name.to_owned(),
-                known: if t.list.is_empty() {
-                    "none".to_owned()
-                } else {
-                    t.list
-                        .iter()
-                        .map(|t| &*t.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                },
-            }),
-        }
     }
 }
 
@@ -114,56 +52,35 @@ impl<T: Copy + Send + 'static> Engine<T> {
     pub fn new() -> Self {
         Self {
             inner: Arc::new(EngineInner {
-                topics: RwLock::new(Topics {
-                    list: Vec::new(),
-                    by_name: HashMap::new(),
-                }),
+                topics: Arc::new(TopicRegistry::new()),
                 groups: Mutex::new(HashMap::new()),
-                closed: AtomicBool::new(false),
-                next_member: AtomicU64::new(1),
             }),
         }
     }
 
     /// Creates a topic. Names are 1 to 249 characters from `[A-Za-z0-9._-]`.
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<TopicId, EngineError> {
-        if self.is_closed() {
-            return Err(EngineError::Closed);
-        }
-        let mut t = self.inner.topics.write().unwrap_or_else(|e| e.into_inner());
-        if t.by_name.contains_key(name) {
-            return Err(EngineError::DuplicateTopic(name.to_owned()));
-        }
-        let id = TopicId(t.list.len() as u32);
-        let topic = Arc::new(Topic::new(id, name, config)?);
-        t.by_name.insert(topic.name.clone(), id);
-        t.list.push(topic);
-        Ok(id)
+        self.inner.topics.create(name, config)
     }
 
     /// The topic's id.
     pub fn topic_id(&self, name: &str) -> Result<TopicId, EngineError> {
-        self.inner.topic(name).map(|t| t.id)
+        self.inner.topics.get(name).map(|t| t.id)
     }
 
     /// The name of a topic.
     pub fn topic_name(&self, id: TopicId) -> Arc<str> {
-        self.inner.topic_name(id)
+        self.inner.topics.name(id)
     }
 
     /// The topic's configuration.
     pub fn topic_config(&self, name: &str) -> Result<TopicConfig, EngineError> {
-        self.inner.topic(name).map(|t| t.config)
+        self.inner.topics.get(name).map(|t| t.config)
     }
 
     /// Names of all topics, in creation order.
     pub fn topics(&self) -> Vec<String> {
-        self.inner
-            .read_topics()
-            .list
-            .iter()
-            .map(|t| t.name.to_string())
-            .collect()
+        self.inner.topics.names()
     }
 
     /// Takes the producer of a topic: the unique writers of its partitions.
@@ -171,7 +88,7 @@ impl<T: Copy + Send + 'static> Engine<T> {
         if self.is_closed() {
             return Err(EngineError::Closed);
         }
-        let t = self.inner.topic(topic)?;
+        let t = self.inner.topics.get(topic)?;
         let mut writers = Vec::with_capacity(t.partitions.len());
         for ring in t.partitions.iter() {
             match crate::ring::Ring::writer(ring) {
@@ -207,12 +124,12 @@ impl<T: Copy + Send + 'static> Engine<T> {
             }
             g
         };
-        Ok(Consumer::join(self.inner.clone(), group, config))
+        Ok(Consumer::join(self.inner.topics.clone(), group, config))
     }
 
     /// Offsets of every partition of a topic.
     pub fn offsets(&self, topic: &str) -> Result<Vec<PartitionOffsets>, EngineError> {
-        let t = self.inner.topic(topic)?;
+        let t = self.inner.topics.get(topic)?;
         Ok(t.partitions
             .iter()
             .map(|r| PartitionOffsets {
@@ -249,19 +166,13 @@ impl<T: Copy + Send + 'static> Engine<T> {
 
     /// Whether [`Engine::close`] was called.
     pub fn is_closed(&self) -> bool {
-        self.inner.is_closed()
+        self.inner.topics.is_closed()
     }
 
     /// Closes the engine: publishes fail with `Closed`, waiting writers and
     /// readers wake up, and consumers get `EngineClosed` once they have read
     /// everything already published.
     pub fn close(&self) {
-        // Release: pairs with the Acquire in `is_closed`.
-        self.inner.closed.store(true, Ordering::Release);
-        for t in self.inner.read_topics().list.iter() {
-            for r in t.partitions.iter() {
-                r.close();
-            }
-        }
+        self.inner.topics.close();
     }
 }

@@ -10,11 +10,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{reset_position, Group, GroupMode, MemberEntry, MemberStats};
-use crate::engine::EngineInner;
 use crate::error::ConsumerError;
 use crate::ring::{wait_until, Cursor, GateId, Ring, WaitStrategy, Wakeable};
 use crate::sync::Arc;
-use crate::topic::{TopicId, TopicPartition};
+use crate::topic::{TopicId, TopicPartition, TopicRegistry};
 
 /// A record handed out by [`Consumer::poll`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -180,7 +179,7 @@ pub const MAX_POLL_RECORDS: usize = 1 << 16;
 /// the group without committing, so its last polled records are delivered
 /// again to whoever takes its partitions (at-least-once).
 pub struct Consumer<T: Copy + Send + 'static> {
-    engine: std::sync::Arc<EngineInner<T>>,
+    topics: std::sync::Arc<TopicRegistry<T>>,
     group: std::sync::Arc<Group<T>>,
     config: ConsumerConfig,
     id: u64,
@@ -209,11 +208,11 @@ impl<T: Copy + Send + 'static> std::fmt::Debug for Consumer<T> {
 
 impl<T: Copy + Send + 'static> Consumer<T> {
     pub(crate) fn join(
-        engine: std::sync::Arc<EngineInner<T>>,
+        topics: std::sync::Arc<TopicRegistry<T>>,
         group: std::sync::Arc<Group<T>>,
         config: ConsumerConfig,
     ) -> Self {
-        let id = engine.next_member.fetch_add(1, Ordering::Relaxed);
+        let id = group.next_member.fetch_add(1, Ordering::Relaxed);
         let stats = std::sync::Arc::new(MemberStats::default());
         group.lock().members.insert(
             id,
@@ -224,7 +223,7 @@ impl<T: Copy + Send + 'static> Consumer<T> {
             },
         );
         Self {
-            engine,
+            topics,
             group,
             config,
             id,
@@ -240,7 +239,7 @@ impl<T: Copy + Send + 'static> Consumer<T> {
         }
     }
 
-    /// This member's id (unique in the engine).
+    /// This member's id (unique in its group).
     pub fn member_id(&self) -> u64 {
         self.id
     }
@@ -287,11 +286,11 @@ impl<T: Copy + Send + 'static> Consumer<T> {
         let mut ids = Vec::with_capacity(topics.len());
         for name in topics {
             let id = self
-                .engine
-                .topic_id(name)
+                .topics
+                .id(name)
                 .ok_or_else(|| ConsumerError::UnknownTopic {
                     topic: (*name).to_owned(),
-                    known: self.engine.topic_names(),
+                    known: self.topics.names_joined(),
                 })?;
             if !ids.contains(&id) {
                 ids.push(id);
@@ -305,7 +304,7 @@ impl<T: Copy + Send + 'static> Consumer<T> {
     }
 
     fn subscribe_cluster(&mut self, ids: Vec<TopicId>) -> Result<(), ConsumerError> {
-        let topics = self.engine.topics_snapshot();
+        let topics = self.topics.snapshot();
         let group = self.group.clone();
         let mut st = group.lock();
         let old = std::mem::replace(
@@ -349,7 +348,7 @@ impl<T: Copy + Send + 'static> Consumer<T> {
     }
 
     fn subscribe_broadcast(&mut self, ids: Vec<TopicId>) -> Result<(), ConsumerError> {
-        let topics = self.engine.topics_snapshot();
+        let topics = self.topics.snapshot();
         // Attach gates for new topics first, so a failure changes nothing.
         let mut added = Vec::new();
         for &tid in ids.iter().filter(|t| !self.subscription.contains(t)) {
@@ -576,7 +575,7 @@ impl<T: Copy + Send + 'static> Consumer<T> {
             }
             // Drained only once no assigned partition is still being handed
             // over by its previous owner.
-            if self.engine.is_closed() && self.pending.is_empty() {
+            if self.topics.is_closed() && self.pending.is_empty() {
                 return Err(ConsumerError::EngineClosed);
             }
             let now = Instant::now();
@@ -614,7 +613,7 @@ impl<T: Copy + Send + 'static> Consumer<T> {
         timeout: Duration,
     ) -> bool {
         let wait = self.config.fetch_max_wait;
-        if wait.is_zero() || self.engine.is_closed() {
+        if wait.is_zero() || self.topics.is_closed() {
             return false;
         }
         let now = Instant::now();
@@ -646,13 +645,13 @@ impl<T: Copy + Send + 'static> Consumer<T> {
 
     fn find_owned(&self, topic: &str, partition: u32) -> Result<usize, ConsumerError> {
         let tid = self
-            .engine
-            .topic_id(topic)
+            .topics
+            .id(topic)
             .ok_or_else(|| ConsumerError::UnknownTopic {
                 topic: topic.to_owned(),
-                known: self.engine.topic_names(),
+                known: self.topics.names_joined(),
             })?;
-        let partitions = self.engine.partition_count(tid);
+        let partitions = self.topics.partition_count(tid);
         if partition >= partitions {
             return Err(ConsumerError::NoSuchPartition {
                 topic: topic.to_owned(),
@@ -669,7 +668,7 @@ impl<T: Copy + Send + 'static> Consumer<T> {
                 assigned: self
                     .owned
                     .iter()
-                    .map(|o| format!("{}/{}", self.engine.topic_name(o.tp.topic), o.tp.partition))
+                    .map(|o| format!("{}/{}", self.topics.name(o.tp.topic), o.tp.partition))
                     .collect::<Vec<_>>()
                     .join(", "),
             })
@@ -745,7 +744,7 @@ impl<T: Copy + Send + 'static> Consumer<T> {
             return;
         }
         self.closed = true;
-        let topics = self.engine.topics_snapshot();
+        let topics = self.topics.snapshot();
         let group = self.group.clone();
         let mut st = group.lock();
         let owned = std::mem::take(&mut self.owned);

@@ -120,6 +120,8 @@ pub(crate) struct GroupState<T> {
 pub(crate) struct Group<T> {
     pub(crate) mode: GroupMode,
     pub(crate) generation: AtomicU64,
+    /// Next member id; ids are unique within the group.
+    pub(crate) next_member: AtomicU64,
     pub(crate) state: Mutex<GroupState<T>>,
 }
 
@@ -136,6 +138,7 @@ impl<T: Copy + Send> Group<T> {
         Self {
             mode,
             generation: AtomicU64::new(0),
+            next_member: AtomicU64::new(1),
             state: Mutex::new(GroupState {
                 members: BTreeMap::new(),
                 parts: HashMap::new(),

@@ -5,6 +5,7 @@
 //! `u64` from 0, never reused); the ring is the retention window.
 
 mod producer;
+mod registry;
 
 use std::fmt;
 
@@ -12,6 +13,7 @@ use crate::ring::{self, CapacityError, OverflowPolicy, Ring, SlotLayout};
 use crate::sync::Arc;
 
 pub use producer::{BatchSendError, Producer, SendError, Sent};
+pub(crate) use registry::TopicRegistry;
 
 /// Index of a topic in its engine. Cheap to copy; carried by every record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
