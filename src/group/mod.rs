@@ -33,6 +33,7 @@
 //! records it had polled are delivered again to the next owner.
 
 mod assign;
+mod config;
 pub mod consumer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -44,7 +45,8 @@ use crate::ring::{GateId, Ring};
 use crate::sync::Arc;
 use crate::topic::{Topic, TopicId, TopicPartition};
 
-pub use consumer::{Batch, Consumer, ConsumerConfig, OffsetReset, Record, MAX_POLL_RECORDS};
+pub use config::{ConsumerConfig, OffsetReset};
+pub use consumer::{Batch, Consumer, Record, MAX_POLL_RECORDS};
 
 /// How a group shares records among its members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,0 +1,231 @@
+//! Membership: subscribing, and taking and handing back partitions as the
+//! group rebalances (cluster) or as the subscription changes (broadcast).
+
+use std::sync::atomic::Ordering;
+
+use super::{Consumer, Owned};
+use crate::error::ConsumerError;
+use crate::group::{reset_position, GroupMode};
+use crate::ring::{Cursor, WaitStrategy};
+use crate::topic::{TopicId, TopicPartition};
+
+impl<T: Copy + Send + 'static> Consumer<T> {
+    /// Replaces the subscription with `topics` (Kafka semantics): offsets of
+    /// topics that stay subscribed are kept. An unknown topic is an error and
+    /// leaves the subscription unchanged.
+    pub fn subscribe(&mut self, topics: &[&str]) -> Result<(), ConsumerError> {
+        if self.closed {
+            return Err(ConsumerError::Closed);
+        }
+        let mut ids = Vec::with_capacity(topics.len());
+        for name in topics {
+            let id = self
+                .topics
+                .id(name)
+                .ok_or_else(|| ConsumerError::UnknownTopic {
+                    topic: (*name).to_owned(),
+                    known: self.topics.names_joined(),
+                })?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        match self.config.mode {
+            GroupMode::Cluster => self.subscribe_cluster(ids),
+            GroupMode::Broadcast => self.subscribe_broadcast(ids),
+        }
+    }
+
+    pub(super) fn subscribe_cluster(&mut self, ids: Vec<TopicId>) -> Result<(), ConsumerError> {
+        let topics = self.topics.snapshot();
+        let group = self.group.clone();
+        let mut st = group.lock();
+        let old = std::mem::replace(
+            &mut st
+                .members
+                .get_mut(&self.id)
+                .expect("member registered")
+                .subscription,
+            ids.clone(),
+        );
+        // Hand back (committing) the partitions of topics we leave while we
+        // still hold the lock: the rebalance may detach their gates, and a
+        // detached gate slot can be reused by another reader at once.
+        let mut i = 0;
+        while i < self.owned.len() {
+            if ids.contains(&self.owned[i].tp.topic) {
+                i += 1;
+                continue;
+            }
+            let o = self.owned.swap_remove(i);
+            if let Some(gp) = st.parts.get_mut(&o.tp) {
+                if gp.owner == Some(self.id) {
+                    gp.owner = None;
+                }
+            }
+            self.release(o, self.config.auto_commit);
+        }
+        if let Err(e) = group.rebalance(&mut st, &topics, self.config.offset_reset) {
+            st.members
+                .get_mut(&self.id)
+                .expect("member registered")
+                .subscription = old;
+            // Restore a consistent assignment for the old subscriptions.
+            let _ = group.rebalance(&mut st, &topics, self.config.offset_reset);
+            return Err(e);
+        }
+        drop(st);
+        self.subscription = ids;
+        self.sync_cluster(true);
+        Ok(())
+    }
+
+    pub(super) fn subscribe_broadcast(&mut self, ids: Vec<TopicId>) -> Result<(), ConsumerError> {
+        let topics = self.topics.snapshot();
+        // Attach gates for new topics first, so a failure changes nothing.
+        let mut added = Vec::new();
+        for &tid in ids.iter().filter(|t| !self.subscription.contains(t)) {
+            let topic = &topics[tid.0 as usize];
+            for (p, ring) in topic.partitions.iter().enumerate() {
+                let start = reset_position(ring, self.config.offset_reset);
+                match ring.attach_gate(start) {
+                    Some((gate, start)) => added.push(Owned {
+                        tp: TopicPartition {
+                            topic: tid,
+                            partition: p as u32,
+                        },
+                        ring: ring.clone(),
+                        cursor: Cursor::at(start),
+                        gate,
+                    }),
+                    None => {
+                        for o in added {
+                            o.ring.detach_gate(o.gate);
+                        }
+                        return Err(ConsumerError::TooManyReaders {
+                            topic: topic.name.to_string(),
+                            max: ring.max_gates(),
+                        });
+                    }
+                }
+            }
+        }
+        let mut i = 0;
+        while i < self.owned.len() {
+            if ids.contains(&self.owned[i].tp.topic) {
+                i += 1;
+            } else {
+                let o = self.owned.swap_remove(i);
+                self.release(o, false);
+            }
+        }
+        for o in added {
+            self.adopt(o);
+        }
+        self.owned.sort_by_key(|o| o.tp);
+        self.group
+            .lock()
+            .members
+            .get_mut(&self.id)
+            .expect("member registered")
+            .subscription = ids.clone();
+        self.subscription = ids;
+        Ok(())
+    }
+
+    pub(super) fn adopt(&mut self, o: Owned<T>) {
+        if self.config.wait == WaitStrategy::Park {
+            o.ring.waiters().attach_parker();
+        }
+        self.owned.push(o);
+    }
+
+    /// Stops reading a partition. Cluster: hands it back to the group; with
+    /// `commit`, first commits the position. Broadcast: detaches our gate.
+    pub(super) fn release(&mut self, o: Owned<T>, commit: bool) {
+        if self.config.wait == WaitStrategy::Park {
+            o.ring.waiters().detach_parker();
+        }
+        match self.config.mode {
+            GroupMode::Broadcast => o.ring.detach_gate(o.gate),
+            GroupMode::Cluster => {
+                if commit {
+                    Self::commit_one(&o);
+                }
+                // The caller holds the group lock (cluster release).
+            }
+        }
+    }
+
+    #[inline]
+    pub(super) fn commit_one(o: &Owned<T>) {
+        if o.cursor.position() > o.ring.gate_position(o.gate) {
+            o.ring.advance_gate(o.gate, o.cursor.position());
+        }
+    }
+
+    /// Cluster: brings the assignment in line with the group's generation.
+    /// `commit` says whether released partitions are committed first.
+    #[cold]
+    pub(super) fn sync_cluster(&mut self, commit: bool) {
+        let group = self.group.clone();
+        let mut st = group.lock();
+        self.generation = group.generation.load(Ordering::Acquire);
+        let target = st
+            .members
+            .get(&self.id)
+            .map(|m| m.assignment.clone())
+            .unwrap_or_default();
+        // Release what we lost.
+        let mut i = 0;
+        while i < self.owned.len() {
+            if target.contains(&self.owned[i].tp) {
+                i += 1;
+                continue;
+            }
+            let o = self.owned.swap_remove(i);
+            if let Some(gp) = st.parts.get_mut(&o.tp) {
+                if gp.owner == Some(self.id) {
+                    gp.owner = None;
+                }
+            }
+            self.release(o, commit && self.config.auto_commit);
+        }
+        // Take what we gained, if its previous owner let go.
+        self.pending.clear();
+        let mut missed = 0;
+        for tp in target {
+            if self.owned.iter().any(|o| o.tp == tp) {
+                continue;
+            }
+            let Some(gp) = st.parts.get_mut(&tp) else {
+                continue;
+            };
+            match (gp.owner, gp.gate) {
+                (None, Some(gate)) => {
+                    gp.owner = Some(self.id);
+                    missed += std::mem::take(&mut gp.missed_at_join);
+                    let pos = gp.ring.gate_position(gate);
+                    let o = Owned {
+                        tp,
+                        ring: gp.ring.clone(),
+                        cursor: Cursor::at(pos),
+                        gate,
+                    };
+                    if self.config.wait == WaitStrategy::Park {
+                        o.ring.waiters().attach_parker();
+                    }
+                    self.owned.push(o);
+                }
+                _ => self.pending.push(tp),
+            }
+        }
+        drop(st);
+        self.owned.sort_by_key(|o| o.tp);
+        // Counted now, so the group's totals stay exact even if this member
+        // leaves before its next poll; the next batch reports it.
+        self.stats.add(0, missed);
+        self.pending_missed += missed;
+    }
+}
