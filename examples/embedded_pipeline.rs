@@ -7,9 +7,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use telering::record::now_us;
 use telering::runtime::{Handler, Runtime, Shutdown};
-use telering::sim::{now_us, Fleet};
-use telering::{ConsumerConfig, Engine, OverflowPolicy, Reading, Record, TopicConfig};
+use telering::{ConsumerConfig, DeviceId, Engine, OverflowPolicy, Reading, Record, TopicConfig};
+use telering_sim::Fleet;
 
 /// Per member: records received, per partition.
 type Received = Arc<Mutex<BTreeMap<u32, u64>>>;
@@ -75,9 +76,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::thread::spawn(move || -> Result<(), String> {
             let mut p = engine.producer("temperature").map_err(|e| e.to_string())?;
             let mut fleet = Fleet::new("sensor", 16, 1);
+            let ids: Vec<DeviceId> = fleet
+                .ids()
+                .map(DeviceId::new)
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?;
             for i in 0..100_000 {
+                let (t, h) = fleet.step(i);
                 // The device id is the key: each device stays in one partition.
-                p.send(fleet.step(i, now_us())).map_err(|e| e.to_string())?;
+                let r = Reading::new(ids[i % ids.len()], now_us(), t, h);
+                p.send(r).map_err(|e| e.to_string())?;
             }
             Ok(())
         })

@@ -6,7 +6,9 @@
 //! - [`topic`]: topics, partitions, offsets, keyed producers;
 //! - [`group`]: consumer groups (cluster and broadcast) and the consumer API;
 //! - [`runtime`]: pinned consumer threads running handlers;
-//! - `mqtt` (feature `mqtt`, default): the MQTT front end.
+//! - `mqtt` (feature `mqtt`, default): the MQTT front end;
+//! - `app` (feature `cli`, default): the built-in consumer groups and
+//!   reports of the `telering` binary.
 //!
 //! ```
 //! use std::time::Duration;
@@ -46,6 +48,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod app;
 mod engine;
 pub mod error;
 pub mod group;
@@ -54,7 +58,6 @@ pub mod mqtt;
 pub mod record;
 pub mod ring;
 pub mod runtime;
-pub mod sim;
 mod sync;
 pub mod topic;
 

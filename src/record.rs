@@ -128,6 +128,14 @@ pub fn partition_for(key: &[u8], partitions: u32) -> u32 {
     ((u128::from(h) * u128::from(partitions)) >> 64) as u32
 }
 
+/// Microseconds since the Unix epoch, now: the clock of [`Reading::ts_us`]
+/// when a message carries no timestamp of its own.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

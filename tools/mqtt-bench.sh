@@ -20,4 +20,4 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   fi
 fi
 
-exec cargo run --release --bin mqtt-bench -- --require-mosquitto "$@"
+exec cargo run --release -p mqtt-bench -- --require-mosquitto "$@"

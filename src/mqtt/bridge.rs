@@ -20,7 +20,7 @@ use rumqttd::Notification;
 
 use super::dead_letter::DeadLetter;
 use super::validate::{validate_with, Limits, Metric, Reason};
-use crate::sim::now_us;
+use crate::record::now_us;
 use crate::topic::{Producer, SendError};
 use crate::Reading;
 

@@ -10,11 +10,9 @@
 
 mod bridge;
 pub mod config;
-pub mod consumers;
 pub mod dead_letter;
 mod health;
 mod server;
-pub mod sim;
 pub mod validate;
 
 pub use bridge::{IngestSnapshot, IngestStats};

@@ -7,8 +7,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use telering::mqtt::sim::{self, Format, Rate, SimConfig};
 use telering::mqtt::ServerConfig;
+use telering_sim::{self as sim, Format, Rate, SimConfig};
 
 use crate::session::Session;
 

@@ -39,19 +39,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // rumqttd logs every client disconnect as an error; show its logs only
     // from -v on.
-    let level = match cli.verbose {
-        0 => "warn,rumqttd=off",
-        1 => "info,rumqttd=warn",
-        2 => "debug",
-        _ => "trace",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    telering_sim::log::init_tracing(cli.verbose, &["rumqttd"]);
     let result = match cli.command {
         None => demo::run(&demo::Args::default()),
         Some(Command::Demo(args)) => demo::run(&args),

@@ -1,22 +1,23 @@
 //! `telering pipeline`: the embedded pipeline with simulated sensors.
 //!
 //! A producer thread publishes random-walk readings from a fleet of simulated
-//! devices into a `temperature` topic; a cluster group `alerts` (two pinned
+//! devices into a `temperature` topic; the built-in consumer groups of
+//! `serve` ([`telering::app::handlers`], thresholds and fetch settings from
+//! the default configuration) read it: a cluster group `alerts` (two pinned
 //! members) flags readings over thresholds and a broadcast group `stats`
 //! keeps per-device min, max and mean and the end-to-end latency. One line of
 //! live stats per second, then a summary.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-use telering::runtime::{Handler, Runtime, Shutdown};
-use telering::sim::{now_us, Fleet};
-use telering::{
-    ConsumerConfig, DeviceId, Engine, OverflowPolicy, Reading, Record, TopicConfig, WaitStrategy,
-};
+use telering::app::handlers::{self, Shared};
+use telering::mqtt::{ServerConfig, TEMPERATURE};
+use telering::record::now_us;
+use telering::runtime::Shutdown;
+use telering::{DeviceId, Engine, OverflowPolicy, Reading, TopicConfig, WaitStrategy};
+use telering_sim::Fleet;
 
 /// Options of `telering pipeline`.
 #[derive(clap::Args, Debug, Clone)]
@@ -58,77 +59,6 @@ impl Default for Args {
     }
 }
 
-/// Flags readings over thresholds.
-struct Alerts {
-    count: Arc<AtomicU64>,
-}
-
-impl Handler<Reading> for Alerts {
-    fn on_record(&mut self, r: &Record<Reading>) {
-        let v = &r.value;
-        if v.temperature > 30.0 || v.humidity > 80.0 {
-            self.count.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Agg {
-    min: f32,
-    max: f32,
-    sum: f64,
-    n: u64,
-}
-
-/// Per-device rolling min, max, mean; end-to-end latency.
-struct Stats {
-    devices: Arc<Mutex<HashMap<DeviceId, Agg>>>,
-    local: HashMap<DeviceId, Agg>,
-    latency: Histogram<u64>,
-    shared_latency: Arc<Mutex<Histogram<u64>>>,
-    pending: u32,
-}
-
-impl Stats {
-    fn flush(&mut self) {
-        if let Ok(mut h) = self.shared_latency.lock() {
-            let _ = h.add(&self.latency);
-        }
-        self.latency.reset();
-        if let Ok(mut d) = self.devices.lock() {
-            d.extend(self.local.iter().map(|(k, v)| (*k, *v)));
-        }
-        self.pending = 0;
-    }
-}
-
-impl Handler<Reading> for Stats {
-    fn on_record(&mut self, r: &Record<Reading>) {
-        let v = &r.value;
-        let a = self.local.entry(v.device).or_insert(Agg {
-            min: f32::INFINITY,
-            max: f32::NEG_INFINITY,
-            sum: 0.0,
-            n: 0,
-        });
-        a.min = a.min.min(v.temperature);
-        a.max = a.max.max(v.temperature);
-        a.sum += f64::from(v.temperature);
-        a.n += 1;
-        let _ = self.latency.record(now_us().saturating_sub(v.ts_us).max(1));
-        self.pending += 1;
-        if self.pending >= 4096 {
-            self.flush();
-        }
-    }
-}
-
-impl Drop for Stats {
-    fn drop(&mut self) {
-        self.flush();
-    }
-}
-
 /// Runs the pipeline.
 pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let engine: Engine<Reading> = Engine::new();
@@ -136,39 +66,14 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "temperature",
         TopicConfig::new(args.partitions, args.capacity).policy(OverflowPolicy::Block),
     )?;
-    let alerts = Arc::new(AtomicU64::new(0));
-    let devices = Arc::new(Mutex::new(HashMap::new()));
-    let latency = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
-    let total_latency = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
-    let stats = Stats {
-        devices: devices.clone(),
-        local: HashMap::new(),
-        latency: Histogram::new(3)?,
-        shared_latency: latency.clone(),
-        pending: 0,
+    let consumers = telering::mqtt::config::ConsumersConfig {
+        alerts_members: 2,
+        wait: args.wait,
+        pin: !args.no_pin,
+        ..ServerConfig::default().consumers
     };
-    let rt = Runtime::builder(&engine)
-        .pinning(!args.no_pin)
-        .member(
-            ConsumerConfig::cluster("alerts").wait(args.wait),
-            &["temperature"],
-            Alerts {
-                count: alerts.clone(),
-            },
-        )
-        .member(
-            ConsumerConfig::cluster("alerts").wait(args.wait),
-            &["temperature"],
-            Alerts {
-                count: alerts.clone(),
-            },
-        )
-        .member(
-            ConsumerConfig::broadcast("stats").wait(args.wait),
-            &["temperature"],
-            stats,
-        )
-        .start()?;
+    let shared = Shared::new();
+    let rt = handlers::start_on(&engine, &[TEMPERATURE], &consumers, &shared, None)?;
     println!(
         "telering pipeline: {} devices -> topic temperature ({} partitions x {} slots, Block); \
          groups alerts (cluster, 2 members) and stats (broadcast); {}; {} cores available",
@@ -189,6 +94,11 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             .spawn(move || -> Result<u64, String> {
                 let mut p = engine.producer("temperature").map_err(|e| e.to_string())?;
                 let mut fleet = Fleet::new("sensor", n, 42);
+                let ids = fleet
+                    .ids()
+                    .map(DeviceId::new)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())?;
                 let start = Instant::now();
                 let mut sent = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -200,8 +110,9 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                         }
                     }
                     for _ in 0..64 {
-                        let r = fleet.step(sent as usize, now_us());
-                        match p.send(r) {
+                        let i = sent as usize % n;
+                        let (t, h) = fleet.step(i);
+                        match p.send(Reading::new(ids[i], now_us(), t, h)) {
                             Ok(_) => sent += 1,
                             Err(telering::SendError::Closed(_)) => return Ok(sent),
                             Err(e) => return Err(e.to_string()),
@@ -226,9 +137,11 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 .map_or(0, |s| published.saturating_sub(s.delivered))
         };
         let (p50, p99) = {
-            let mut h = latency.lock().map_err(|_| "latency lock poisoned")?;
+            let mut h = shared
+                .interval
+                .lock()
+                .map_err(|_| "latency lock poisoned")?;
             let r = (h.value_at_quantile(0.5), h.value_at_quantile(0.99));
-            let _ = total_latency.lock().map(|mut t| t.add(&*h));
             h.reset();
             r
         };
@@ -239,7 +152,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             published,
             lag("alerts"),
             lag("stats"),
-            alerts.load(Ordering::Relaxed),
+            shared.alerts.load(Ordering::Relaxed),
             p50,
             p99,
         );
@@ -248,11 +161,8 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     stop.store(true, Ordering::Relaxed);
     let sent = producer.join().map_err(|_| "producer thread panicked")??;
     let report = rt.shutdown(Shutdown::Drain);
-    let _ = latency
-        .lock()
-        .map(|h| total_latency.lock().map(|mut t| t.add(&*h)));
     let published = engine.published("temperature")?;
-    let total = total_latency.lock().map_err(|_| "latency lock poisoned")?;
+    let total = shared.total.lock().map_err(|_| "latency lock poisoned")?;
     println!();
     println!(
         "{:<10} {:>12} {:>8} {:>7}",
@@ -263,8 +173,8 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     println!(
         "sent {sent}, published {published}, alerts {}, devices tracked {}",
-        alerts.load(Ordering::Relaxed),
-        devices.lock().map_or(0, |d| d.len()),
+        shared.alerts.load(Ordering::Relaxed),
+        shared.devices.lock().map_or(0, |d| d.len()),
     );
     println!(
         "end-to-end latency (us): p50 {} p90 {} p99 {} p99.9 {} max {}",

@@ -9,18 +9,8 @@ use telering::mqtt::{IngestSnapshot, Server, ServerConfig, HUMIDITY, TEMPERATURE
 use telering::runtime::{Runtime, Shutdown};
 use telering::Reading;
 
-use telering::mqtt::consumers::{self, Shared};
-
-/// Latency percentiles, µs.
-#[derive(serde::Serialize, Default, Debug)]
-pub struct Latency {
-    pub count: u64,
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub max: u64,
-}
+use telering::app::handlers::{self as consumers, Shared};
+use telering::app::Latency;
 
 /// The last line `serve` and `demo` print: one JSON object.
 #[derive(serde::Serialize, Debug)]
@@ -61,17 +51,6 @@ pub struct Session {
     started: Instant,
     last: Instant,
     last_received: u64,
-}
-
-fn latency(h: &hdrhistogram::Histogram<u64>) -> Latency {
-    Latency {
-        count: h.len(),
-        p50: h.value_at_quantile(0.5),
-        p90: h.value_at_quantile(0.9),
-        p99: h.value_at_quantile(0.99),
-        p999: h.value_at_quantile(0.999),
-        max: h.max(),
-    }
 }
 
 impl Session {
@@ -171,7 +150,7 @@ impl Session {
             .shared
             .total
             .lock()
-            .map(|h| latency(&h))
+            .map(|h| Latency::of(&h))
             .unwrap_or_default();
         Summary {
             received: ingest.received,

@@ -1,15 +1,23 @@
 //! Simulated sensors: random-walk temperature and humidity per device.
 //!
-//! Used by the demo and the sensor simulator. Deterministic for a seed, no
-//! allocation per reading.
+//! Used by the MQTT sensors of this crate, and by telering's demo pipeline
+//! and example, which turn each step into an engine record. Deterministic
+//! for a seed, no allocation per reading.
 
-use crate::record::{DeviceId, Reading};
+/// Longest device id telering accepts, in bytes (its `MAX_DEVICE_ID_LEN`).
+pub const MAX_DEVICE_ID_LEN: usize = 16;
 
 /// A fleet of simulated devices.
 #[derive(Debug, Clone)]
 pub struct Fleet {
-    devices: Vec<(DeviceId, f32, f32)>,
+    devices: Vec<(String, f32, f32)>,
     rng: u64,
+}
+
+/// Whether telering takes `id` as a device id: 1 to [`MAX_DEVICE_ID_LEN`]
+/// bytes, no NUL.
+fn fits(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_DEVICE_ID_LEN && !id.contains('\0')
 }
 
 impl Fleet {
@@ -19,11 +27,12 @@ impl Fleet {
         let devices = (0..n)
             .map(|i| {
                 let suffix = format!("-{i}");
-                let keep = crate::record::MAX_DEVICE_ID_LEN.saturating_sub(suffix.len());
+                let keep = MAX_DEVICE_ID_LEN.saturating_sub(suffix.len());
                 let head: String = prefix.chars().take(keep).collect();
-                let id = DeviceId::new(&format!("{head}{suffix}")).unwrap_or_else(|_| {
-                    DeviceId::new(&format!("d{i}")).expect("short id is valid")
-                });
+                let mut id = format!("{head}{suffix}");
+                if !fits(&id) {
+                    id = format!("d{i}");
+                }
                 let t = 15.0 + 10.0 * unit(&mut rng);
                 let h = 30.0 + 40.0 * unit(&mut rng);
                 (id, t, h)
@@ -42,20 +51,21 @@ impl Fleet {
         self.devices.is_empty()
     }
 
-    /// Device ids.
-    pub fn ids(&self) -> impl Iterator<Item = DeviceId> + '_ {
-        self.devices.iter().map(|d| d.0)
+    /// Device ids, each one telering accepts.
+    pub fn ids(&self) -> impl Iterator<Item = &str> + '_ {
+        self.devices.iter().map(|d| d.0.as_str())
     }
 
-    /// The next reading of device `i`: a small random step, kept in range.
-    pub fn step(&mut self, i: usize, ts_us: u64) -> Reading {
+    /// The next reading of device `i` (temperature °C, humidity %): a small
+    /// random step, kept in range.
+    pub fn step(&mut self, i: usize) -> (f32, f32) {
         let a = unit(&mut self.rng) - 0.5;
         let b = unit(&mut self.rng) - 0.5;
         let n = self.devices.len();
         let d = &mut self.devices[i % n];
         d.1 = (d.1 + a * 0.4).clamp(-39.0, 124.0);
         d.2 = (d.2 + b * 0.8).clamp(0.5, 99.5);
-        Reading::new(d.0, ts_us, d.1, d.2)
+        (d.1, d.2)
     }
 }
 
@@ -84,12 +94,13 @@ mod tests {
         let mut a = Fleet::new("a-very-long-prefix-name", 100, 7);
         let mut b = Fleet::new("a-very-long-prefix-name", 100, 7);
         for i in 0..10_000 {
-            let r = a.step(i, 0);
-            assert_eq!(r, b.step(i, 0));
-            assert!((-40.0..=125.0).contains(&r.temperature));
-            assert!((0.0..=100.0).contains(&r.humidity));
+            let (t, h) = a.step(i);
+            assert_eq!((t, h), b.step(i));
+            assert!((-40.0..=125.0).contains(&t));
+            assert!((0.0..=100.0).contains(&h));
         }
         let ids: std::collections::HashSet<_> = a.ids().collect();
         assert_eq!(ids.len(), 100);
+        assert!(a.ids().all(fits));
     }
 }

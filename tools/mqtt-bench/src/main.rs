@@ -1,12 +1,12 @@
 //! `mqtt-bench`: the MQTT ingest benchmark.
 //!
 //! ```sh
-//! cargo run --release --bin mqtt-bench              # ~15 s on 2 cores
-//! cargo run --release --bin mqtt-bench -- --quick   # smoke test, ~2 s
-//! cargo run --release --bin mqtt-bench -- --json    # JSON on stdout
+//! cargo run --release -p mqtt-bench              # ~15 s on 2 cores
+//! cargo run --release -p mqtt-bench -- --quick   # smoke test, ~2 s
+//! cargo run --release -p mqtt-bench -- --json    # JSON on stdout
 //! ```
 //!
-//! The sensor simulator ([`telering::mqtt::sim`], `Rate::Unlimited`, JSON
+//! The sensor simulator ([`telering_sim`], `Rate::Unlimited`, JSON
 //! payloads carrying their send time `ts`) publishes the same load into three
 //! systems, in one process and one run:
 //!
@@ -45,7 +45,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use telering::mqtt::sim::{self, Format, Rate, SimConfig, SimSummary};
+use telering_sim::{self as sim, Format, Rate, SimConfig, SimSummary};
 
 use common::{wait_until, Latency, Received};
 use cpu::CpuReport;
@@ -741,18 +741,7 @@ fn table(r: &Report) -> String {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let level = match args.verbose {
-        0 => "warn,rumqttd=off",
-        1 => "info,rumqttd=warn",
-        _ => "debug",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    sim::log::init_tracing(args.verbose, &["rumqttd"]);
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

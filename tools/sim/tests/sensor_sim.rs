@@ -1,7 +1,6 @@
 //! The sensor simulator against a real (standalone, in-process) rumqttd
 //! broker: what the broker delivers must match the simulator's summary
 //! exactly, message for message and reason for reason.
-#![cfg(feature = "mqtt")]
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -10,8 +9,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rumqttd::{Config, ConnectionSettings, Notification, RouterConfig, ServerSettings};
-use telering::mqtt::sim::{self, Format, Rate, SimConfig, SimError, SimSummary};
 use telering::mqtt::validate::{self, Limits, Metric};
+use telering_sim::{self as sim, Format, Rate, SimConfig, SimError, SimSummary};
 
 /// What the broker delivered to a `#` subscriber, classified by validation.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -109,7 +108,7 @@ fn start_broker() -> TestBroker {
                         &f.publish.topic,
                         &f.publish.payload,
                         &Limits::default(),
-                        telering::sim::now_us(),
+                        telering::record::now_us(),
                     );
                     let mut s = counts.lock().unwrap();
                     s.total += 1;
@@ -315,7 +314,6 @@ async fn throughput() {
 
 /// The `sensor-sim` binary end to end: one JSON summary line on stdout that
 /// matches what the broker saw; a clear error and a non-zero exit otherwise.
-#[cfg(feature = "cli")]
 #[test]
 fn sensor_sim_binary() {
     use std::process::Command;
@@ -467,4 +465,126 @@ async fn broker_gone_mid_run_ends_the_run_in_bounded_time() {
     assert_eq!(summary.lost, summary.sent - summary.acked);
     let seen = broker.wait_for(summary.sent);
     assert!(summary.acked <= seen.total && seen.total <= summary.sent);
+}
+
+// ---------------------------------------------------------------------------
+// The generated messages against telering's validation: the simulator links
+// no part of telering, so these tests keep its faults and telering's reasons
+// one list.
+
+mod messages {
+    use std::sync::{Arc, Mutex};
+
+    use telering::mqtt::validate::{validate, Limits, Metric, Reason};
+    use telering_sim::generator::{malformed_message, valid_message};
+    use telering_sim::{now_us, Class, Fault, Fleet, Format, Generator, Message, Shape};
+
+    fn check(m: &Message) {
+        let got = validate(m.topic.as_bytes(), &m.payload, &Limits::default(), 0);
+        match (m.class, got) {
+            (Class::Valid { records }, Ok(a)) => {
+                let want = if a.metric == Metric::Reading { 2 } else { 1 };
+                assert_eq!(records, want, "{m:?}");
+            }
+            (Class::Malformed(f), Err(got)) => assert_eq!(f.code(), got.code(), "{m:?}"),
+            (class, got) => panic!("{m:?}: class {class:?} but validation says {got:?}"),
+        }
+    }
+
+    #[test]
+    fn faults_are_the_reasons_and_limits_agree() {
+        let faults: Vec<&str> = Fault::ALL.iter().map(|f| f.code()).collect();
+        let reasons: Vec<&str> = Reason::ALL.iter().map(|r| r.code()).collect();
+        assert_eq!(faults, reasons);
+        assert_eq!(
+            telering_sim::MAX_DEVICE_ID_LEN,
+            telering::record::MAX_DEVICE_ID_LEN
+        );
+        assert_eq!(
+            telering_sim::DEFAULT_MAX_PAYLOAD,
+            telering::mqtt::validate::DEFAULT_MAX_PAYLOAD
+        );
+    }
+
+    #[test]
+    fn fleet_ids_are_device_ids() {
+        let fleet = Fleet::new("a-very-long-prefix-name-é", 100, 7);
+        for id in fleet.ids() {
+            telering::DeviceId::new(id).expect("a fleet id is a valid device id");
+        }
+    }
+
+    #[test]
+    fn every_malformed_kind_is_refused_with_its_reason() {
+        for device in ["sim-0", "d", "sixteen-bytes-id", "wide-é-ü"] {
+            for fault in Fault::ALL {
+                let m = malformed_message(device, fault);
+                assert_eq!(m.class, Class::Malformed(fault));
+                check(&m);
+            }
+        }
+    }
+
+    #[test]
+    fn every_valid_shape_is_accepted() {
+        for shape in [
+            Shape::BareTemperature,
+            Shape::BareHumidity,
+            Shape::JsonTemperature,
+            Shape::JsonHumidity,
+            Shape::Reading,
+        ] {
+            for (t, h) in [
+                (-39.999, 0.001),
+                (124.0, 99.5),
+                (-0.001, 50.0),
+                (21.53, 45.1),
+            ] {
+                check(&valid_message("sim-12", shape, now_us(), t, h));
+            }
+        }
+    }
+
+    #[test]
+    fn generated_streams_validate_as_classified() {
+        for format in [Format::Bare, Format::Json, Format::Reading, Format::Mixed] {
+            let fleet = Fleet::new("sim", 4, 7);
+            let ids: Vec<String> = fleet.ids().map(str::to_owned).collect();
+            let fleet = Arc::new(Mutex::new(fleet));
+            let mut faults = std::collections::BTreeSet::new();
+            let (mut sent, mut valid) = (0u64, 0u64);
+            for (i, id) in ids.iter().enumerate() {
+                let mut g = Generator::new(i, id.clone(), format, 0.3, 7, Arc::clone(&fleet));
+                for _ in 0..2_000 {
+                    let m = g.next_message();
+                    check(&m);
+                    match m.class {
+                        Class::Malformed(f) => {
+                            faults.insert(f);
+                        }
+                        Class::Valid { .. } => valid += 1,
+                    }
+                    sent += 1;
+                }
+            }
+            assert_eq!(faults.len(), Fault::ALL.len(), "{format}");
+            let frac = (sent - valid) as f64 / sent as f64;
+            assert!((0.25..0.35).contains(&frac), "{format}: {frac}");
+        }
+    }
+
+    #[test]
+    fn no_malformed_means_all_valid() {
+        let fleet = Arc::new(Mutex::new(Fleet::new("p", 1, 1)));
+        let mut g = Generator::new(0, "p-0".into(), Format::Mixed, 0.0, 1, fleet);
+        let mut shapes = std::collections::BTreeSet::new();
+        for _ in 0..600 {
+            let m = g.next_message();
+            check(&m);
+            assert!(matches!(m.class, Class::Valid { .. }));
+            shapes.insert(m.topic.rsplit('/').next().map(str::to_owned));
+            assert!(!m.payload.is_empty());
+        }
+        assert_eq!(shapes.len(), 3);
+    }
 }

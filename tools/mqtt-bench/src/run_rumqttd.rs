@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rumqttd::local::{LinkError, LinkRx};
 use rumqttd::Notification;
 use telering::mqtt::ServerConfig;
-use telering::sim::now_us;
+use telering::record::now_us;
 
 use crate::common::{free_port, payload_ts, wait_listening, Recorder};
 

@@ -1,13 +1,13 @@
 //! `sensor-sim`: simulated MQTT sensors publishing to a broker.
 //!
-//! A thin front end to [`telering::mqtt::sim`]: prints the run's
-//! [`SimSummary`](telering::mqtt::sim::SimSummary) as one JSON line on stdout.
+//! A thin front end to [`telering_sim`]: prints the run's
+//! [`SimSummary`](telering_sim::SimSummary) as one JSON line on stdout.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use telering::mqtt::sim::{self, Format, Rate, SimConfig};
+use telering_sim::{self as sim, Format, Rate, SimConfig};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -97,19 +97,7 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let level = match args.verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    sim::log::init_tracing(args.verbose, &[]);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

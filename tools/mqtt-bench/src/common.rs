@@ -7,34 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-
-/// Latency percentiles, µs.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct Latency {
-    /// Messages with a timestamp.
-    pub count: u64,
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub max: u64,
-}
-
-impl Latency {
-    fn of(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Self::default();
-        }
-        Self {
-            count: h.len(),
-            p50: h.value_at_quantile(0.5),
-            p90: h.value_at_quantile(0.9),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-        }
-    }
-}
+pub use telering::app::Latency;
 
 /// What the consumer side of a system saw: a count, the times of the first
 /// and last message, and the end-to-end latency (receive time minus the

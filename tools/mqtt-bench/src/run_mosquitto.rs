@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use telering::sim::now_us;
+use telering::record::now_us;
 
 use crate::common::{free_port, payload_ts, wait_listening, Recorder};
 

@@ -1,4 +1,4 @@
-//! The built-in consumer groups of `telering serve` and `telering demo`
+//! The built-in consumer groups of `telering serve`, `demo` and `pipeline`
 //! (and of the MQTT ingest benchmark, which measures them as `serve` runs).
 //!
 //! - `alerts` (cluster, N pinned members): flags readings over thresholds;
@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::config::ConsumersConfig;
-use super::{HUMIDITY, TEMPERATURE};
+use crate::mqtt::config::ConsumersConfig;
+use crate::mqtt::{HUMIDITY, TEMPERATURE};
+use crate::record::now_us;
 use crate::runtime::{Handler, Runtime, RuntimeError};
-use crate::sim::now_us;
 use crate::{ConsumerConfig, DeviceId, Engine, Reading, Record};
 use hdrhistogram::Histogram;
 
@@ -172,7 +172,17 @@ pub fn start(
     shared: &Shared,
     tap: Option<Tap>,
 ) -> Result<Runtime<Reading>, RuntimeError> {
-    let topics = [TEMPERATURE, HUMIDITY];
+    start_on(engine, &[TEMPERATURE, HUMIDITY], cfg, shared, tap)
+}
+
+/// Starts `alerts` and `stats` on `topics`.
+pub fn start_on(
+    engine: &Engine<Reading>,
+    topics: &[&str],
+    cfg: &ConsumersConfig,
+    shared: &Shared,
+    tap: Option<Tap>,
+) -> Result<Runtime<Reading>, RuntimeError> {
     let fetch_wait = std::time::Duration::from_millis(cfg.fetch_max_wait_ms);
     let mut b = Runtime::builder(engine).pinning(cfg.pin);
     for _ in 0..cfg.alerts_members {
@@ -180,7 +190,7 @@ pub fn start(
             ConsumerConfig::cluster("alerts")
                 .wait(cfg.wait)
                 .fetch(cfg.fetch_min, fetch_wait),
-            &topics,
+            topics,
             Alerts {
                 count: shared.alerts.clone(),
                 temperature: cfg.temperature_alert,
@@ -192,7 +202,7 @@ pub fn start(
         ConsumerConfig::broadcast("stats")
             .wait(cfg.wait)
             .fetch(cfg.fetch_min, fetch_wait),
-        &topics,
+        topics,
         Stats {
             shared: shared.clone(),
             tap,

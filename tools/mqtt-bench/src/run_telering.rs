@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use telering::mqtt::consumers::{self, Shared};
+use telering::app::handlers::{self as consumers, Shared};
 use telering::mqtt::{IngestSnapshot, Server, ServerConfig, ServerError};
+use telering::record::now_us;
 use telering::runtime::{Runtime, Shutdown};
-use telering::sim::now_us;
 use telering::Reading;
 
 use crate::common::{free_port, Recorder};
