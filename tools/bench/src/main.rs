@@ -1,6 +1,6 @@
 //! Quick comparison of telering with peer queues, without criterion.
 //!
-//! `cargo run --release --example bench -- [--quick] [--json] [--records N]
+//! `cargo run --release -p telering-bench -- [--quick] [--json] [--records N]
 //! [--rate R] [--out DIR] [--no-latency]`
 //!
 //! In one run it measures
@@ -8,7 +8,7 @@
 //!   ping-pong), memcpy bandwidth over a ring-sized (2 MiB) buffer, and the
 //!   cost of a clock read;
 //! - throughput, M records/s, of the same scenarios as the criterion benches
-//!   (`benches/ring.rs`, `benches/engine.rs`; shared code in `scenarios.rs`),
+//!   (`benches/ring.rs`, `benches/engine.rs`; shared code in `scenarios`),
 //!   interleaving the systems over several runs and reporting the median;
 //! - one-way latency at a fixed rate with coordinated-omission correction for
 //!   each telering wait strategy and the peers (`latency.rs`), written as
@@ -18,14 +18,6 @@
 //! Systems are compared as ratios within the run: the machine is shared, so
 //! absolute figures move between runs.
 
-mod floors;
-mod latency;
-mod pingpong;
-mod plot;
-// Shared with the criterion benches, which use parts this tool does not.
-#[allow(dead_code)]
-mod scenarios;
-
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,6 +26,7 @@ use std::time::Instant;
 use clap::Parser;
 use serde_json::{json, Map, Value};
 use telering::WaitStrategy;
+use telering_bench::{floors, latency, pingpong, plot, scenarios};
 
 use floors::{median, Floors, RING_BYTES};
 use latency::{LatConfig, LatResult, LatSystem, PERCENTILES};

@@ -1,5 +1,5 @@
 //! Throughput scenarios shared by the criterion benches (`benches/ring.rs`,
-//! `benches/engine.rs`) and the quick comparison tool (`tools/bench/main.rs`).
+//! `benches/engine.rs`) and the quick comparison tool (`src/main.rs`).
 //!
 //! Every system moves the 32-byte [`Reading`] through a queue of
 //! [`CAPACITY`] (64 Ki) slots, with the producer and the consumers pinned the
@@ -1204,17 +1204,4 @@ pub fn all() -> Vec<Scenario> {
             ],
         },
     ]
-}
-
-/// One criterion group for a scenario, a benchmark per system, each run
-/// through `iter_custom` (the benches in `benches/`).
-pub fn bench_scenario(c: &mut criterion::Criterion, pins: &Pins, scenario: &Scenario) {
-    let mut group = c.benchmark_group(scenario.id);
-    group.throughput(criterion::Throughput::Elements(1));
-    for system in &scenario.systems {
-        group.bench_function(system.name, |b| {
-            b.iter_custom(|records| (system.run)(records, pins))
-        });
-    }
-    group.finish();
 }
