@@ -71,8 +71,9 @@ struct Args {
     /// [default: 1, or 0.2 in one round with --quick].
     #[arg(long)]
     latency_secs: Option<f64>,
-    /// Directory for the .hgrm files and latency.svg.
-    #[arg(long, default_value = "target/bench")]
+    /// Directory for the .hgrm files and latency.svg: by default `bench` in
+    /// the workspace's target directory ($CARGO_TARGET_DIR if set).
+    #[arg(long, default_value_os_t = default_out())]
     out: PathBuf,
     /// Skip the latency runs.
     #[arg(long)]
@@ -361,6 +362,23 @@ fn main() -> ExitCode {
         print!("{report}");
     }
     ExitCode::SUCCESS
+}
+
+/// `bench` in the workspace's target directory, wherever the tool runs from:
+/// `$CARGO_TARGET_DIR` when it is set, else `target` at the workspace root
+/// (this crate is `tools/bench` below it).
+fn default_out() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .ancestors()
+                .nth(2)
+                .expect("the crate is two levels below the workspace root")
+                .join("target")
+        })
+        .join("bench")
 }
 
 fn cpu_model() -> Option<String> {
