@@ -13,19 +13,19 @@
 //! taken once, first). Cross-thread work is timed with `iter_custom` and a
 //! `Barrier`; one criterion iteration is one record.
 //!
-//! `cargo bench --bench ring` (about a minute and a half);
-//! `cargo bench --bench ring -- --quick` or `-- spsc_single` to narrow it.
-//! The same scenarios without criterion: `cargo run --release --example bench`.
+//! `cargo bench -p telering-bench --bench ring` (about a minute and a half);
+//! `cargo bench -p telering-bench --bench ring -- --quick` or
+//! `-- spsc_single` to narrow it. The same scenarios without criterion:
+//! `cargo run --release -p telering-bench`.
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-#[allow(dead_code)]
-#[path = "../tools/bench/scenarios.rs"]
-mod scenarios;
+mod common;
 
-use scenarios::{bench_scenario, Kind, Pins};
+use common::bench_scenario;
+use telering_bench::scenarios::{self, Kind, Pins};
 
 fn ring(c: &mut Criterion) {
     // The core list first, before any thread is pinned (the benches pin only

@@ -17,17 +17,16 @@
 //! machine) every system waits spin-then-yield and the run is oversubscribed:
 //! the figures then measure the scheduler as much as the queue.
 //!
-//! `cargo bench --bench engine` (about a minute and a half).
+//! `cargo bench -p telering-bench --bench engine` (about a minute and a half).
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-#[allow(dead_code)]
-#[path = "../tools/bench/scenarios.rs"]
-mod scenarios;
+mod common;
 
-use scenarios::{bench_scenario, Kind, Pins};
+use common::bench_scenario;
+use telering_bench::scenarios::{self, Kind, Pins};
 
 fn engine(c: &mut Criterion) {
     // The core list first, before any thread is pinned.
