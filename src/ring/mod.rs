@@ -62,7 +62,6 @@ mod writer;
 
 use std::fmt;
 use std::mem::MaybeUninit;
-use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
@@ -74,7 +73,7 @@ pub use slots::SlotLayout;
 use slots::{Storage, LAZY_PUBLISH};
 pub use spsc::{spsc, spsc_with, Reader};
 pub use wait::WaitStrategy;
-pub(crate) use wait::{park_for, Pause, Waiter, Waiters};
+pub(crate) use wait::{wait_until, Waiters, Wakeable};
 pub use writer::{BatchError, PublishError, Writer};
 
 /// What the writer does when the slowest gating reader is a full ring behind.
@@ -562,84 +561,6 @@ impl<T: Copy + Send> Ring<T> {
         self.is_marked(pos)
             || self.published.load(Ordering::Relaxed) > pos
             || self.closed.load(Ordering::Relaxed)
-    }
-}
-
-/// Object-safe view of a ring for waiting across rings of any record type.
-#[doc(hidden)]
-pub(crate) trait Wakeable {
-    fn ready_at(&self, pos: u64) -> bool;
-    fn waiters_ref(&self) -> &Waiters;
-}
-
-impl<T: Copy + Send> Wakeable for Ring<T> {
-    fn ready_at(&self, pos: u64) -> bool {
-        self.ready(pos)
-    }
-    fn waiters_ref(&self) -> &Waiters {
-        &self.waiters
-    }
-}
-
-static PARK_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// Waits until one of the `(ring, position)` pairs that `targets` yields has
-/// a record past its position, or its ring is closed, or `deadline` passes.
-/// Returns whether one is ready. `targets` is called for every check, so
-/// waiting allocates nothing.
-///
-/// With [`WaitStrategy::Park`] the caller must have attached itself as a
-/// parker ([`Waiters::attach_parker`]) to every ring first, so writers know to
-/// check for sleepers.
-pub(crate) fn wait_until<'a, I>(
-    targets: impl Fn() -> I,
-    strategy: WaitStrategy,
-    deadline: Option<Instant>,
-) -> bool
-where
-    I: Iterator<Item = (&'a dyn Wakeable, u64)>,
-{
-    let any_ready = || targets().any(|(r, p)| r.ready_at(p));
-    let expired = || deadline.is_some_and(|d| Instant::now() >= d);
-    let mut waiter = Waiter::new(strategy);
-    let mut checks = 0u32;
-    loop {
-        if any_ready() {
-            return true;
-        }
-        if checks % 64 == 0 && expired() {
-            return false;
-        }
-        checks = checks.wrapping_add(1);
-        if waiter.pause() == Pause::Park {
-            let token = PARK_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            for (r, _) in targets() {
-                r.waiters_ref().register(token);
-            }
-            // SeqCst fence: reader half of the Dekker pair (wait module docs):
-            // the registration is ordered before the re-check of the cursors.
-            fence(Ordering::SeqCst);
-            let ready = any_ready();
-            if !ready {
-                let left = match deadline {
-                    Some(d) => d.saturating_duration_since(Instant::now()),
-                    None => wait::PARK_SLICE,
-                };
-                if !left.is_zero() {
-                    park_for(left);
-                }
-            }
-            for (r, _) in targets() {
-                r.waiters_ref().unregister(token);
-            }
-            if ready {
-                return true;
-            }
-            if expired() {
-                return false;
-            }
-            waiter.reset();
-        }
     }
 }
 
