@@ -2,6 +2,7 @@
 //! pinned to the serde_json reference.
 
 use super::*;
+use crate::record::{DeviceId, DeviceIdError};
 
 fn v(topic: &str, payload: &[u8]) -> Result<Accepted, Reason> {
     validate(topic.as_bytes(), payload, &Limits::default(), 42)
