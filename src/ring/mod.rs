@@ -56,12 +56,12 @@
 
 mod gate;
 mod slots;
+mod spsc;
 mod wait;
 mod writer;
 
 use std::fmt;
 use std::mem::MaybeUninit;
-use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
@@ -71,8 +71,9 @@ pub(crate) use gate::GateId;
 use gate::Gates;
 pub use slots::SlotLayout;
 use slots::{Storage, LAZY_PUBLISH};
+pub use spsc::{spsc, spsc_with, Reader};
 pub use wait::WaitStrategy;
-pub(crate) use wait::{park_for, Pause, Waiter, Waiters};
+pub(crate) use wait::{wait_until, Waiters, Wakeable};
 pub use writer::{BatchError, PublishError, Writer};
 
 /// What the writer does when the slowest gating reader is a full ring behind.
@@ -560,198 +561,6 @@ impl<T: Copy + Send> Ring<T> {
         self.is_marked(pos)
             || self.published.load(Ordering::Relaxed) > pos
             || self.closed.load(Ordering::Relaxed)
-    }
-}
-
-/// A single-producer single-consumer pair over one ring: the ring core used
-/// directly, without topics or groups. The reader's position is the ring's
-/// only gate.
-pub fn spsc<T: Copy + Send>(
-    capacity: usize,
-    policy: OverflowPolicy,
-) -> Result<(Writer<T>, Reader<T>), CapacityError> {
-    spsc_with(capacity, policy, SlotLayout::Packed)
-}
-
-/// [`spsc`] with a chosen slot layout.
-pub fn spsc_with<T: Copy + Send>(
-    capacity: usize,
-    policy: OverflowPolicy,
-    layout: SlotLayout,
-) -> Result<(Writer<T>, Reader<T>), CapacityError> {
-    let ring = crate::sync::Arc::new(Ring::with_layout(capacity, policy, 1, layout)?);
-    let writer = Ring::writer(&ring).expect("fresh ring has its writer");
-    let (gate, start) = ring.attach_gate(0).expect("fresh ring has a gate slot");
-    Ok((
-        writer,
-        Reader {
-            ring,
-            cursor: Cursor::at(start),
-            gate,
-            missed: 0,
-            parker: false,
-        },
-    ))
-}
-
-/// The reading end of [`spsc`]. Aligned to 128 bytes, like [`Writer`]: its
-/// cursor is written on every read.
-#[repr(align(128))]
-pub struct Reader<T: Copy + Send> {
-    ring: crate::sync::Arc<Ring<T>>,
-    cursor: Cursor,
-    gate: GateId,
-    missed: u64,
-    parker: bool,
-}
-
-impl<T: Copy + Send> fmt::Debug for Reader<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Reader")
-            .field("position", &self.cursor.pos)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T: Copy + Send> Reader<T> {
-    /// Reads every available record, up to `max`, into `out` (appending), and
-    /// releases their slots with one gate store.
-    #[inline]
-    pub fn read_into(&mut self, max: usize, out: &mut Vec<T>) -> ReadOutcome {
-        let outcome = self.ring.read_into(&mut self.cursor, max, out, |_, v| v);
-        self.missed += outcome.missed;
-        if outcome.read > 0 || outcome.missed > 0 {
-            self.ring.advance_gate(self.gate, self.cursor.pos);
-        }
-        outcome
-    }
-
-    /// Calls `f(offset, &record)` on every available record, up to `max`, in
-    /// place, then releases their slots with one gate store. Gated policies
-    /// only; under `Overwrite` use [`Reader::read_into`].
-    #[inline]
-    pub fn read_with(&mut self, max: usize, f: impl FnMut(u64, &T)) -> usize {
-        // SAFETY: our gate sits at `cursor.pos` and is advanced only after `f`
-        // has returned for every record read.
-        let n = unsafe { self.ring.read_ref(&mut self.cursor, max, f) };
-        if n > 0 {
-            self.ring.advance_gate(self.gate, self.cursor.pos);
-        }
-        n
-    }
-
-    /// Waits with `strategy` until a record is available, the ring is closed,
-    /// or `deadline` passes. Returns whether a record is available.
-    pub fn wait(&mut self, strategy: WaitStrategy, deadline: Option<Instant>) -> bool {
-        if strategy == WaitStrategy::Park && !self.parker {
-            self.ring.waiters().attach_parker();
-            self.parker = true;
-        }
-        let ring = &*self.ring as &dyn Wakeable;
-        let pos = self.cursor.pos;
-        wait_until(|| std::iter::once((ring, pos)), strategy, deadline)
-    }
-
-    /// Next offset to read.
-    pub fn position(&self) -> u64 {
-        self.cursor.pos
-    }
-
-    /// Records skipped because the writer lapped this reader.
-    pub fn missed(&self) -> u64 {
-        self.missed
-    }
-
-    /// The shared ring.
-    pub fn ring(&self) -> &Ring<T> {
-        &self.ring
-    }
-}
-
-impl<T: Copy + Send> Drop for Reader<T> {
-    fn drop(&mut self) {
-        if self.parker {
-            self.ring.waiters().detach_parker();
-        }
-        self.ring.detach_gate(self.gate);
-    }
-}
-
-/// Object-safe view of a ring for waiting across rings of any record type.
-#[doc(hidden)]
-pub(crate) trait Wakeable {
-    fn ready_at(&self, pos: u64) -> bool;
-    fn waiters_ref(&self) -> &Waiters;
-}
-
-impl<T: Copy + Send> Wakeable for Ring<T> {
-    fn ready_at(&self, pos: u64) -> bool {
-        self.ready(pos)
-    }
-    fn waiters_ref(&self) -> &Waiters {
-        &self.waiters
-    }
-}
-
-static PARK_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// Waits until one of the `(ring, position)` pairs that `targets` yields has
-/// a record past its position, or its ring is closed, or `deadline` passes.
-/// Returns whether one is ready. `targets` is called for every check, so
-/// waiting allocates nothing.
-///
-/// With [`WaitStrategy::Park`] the caller must have attached itself as a
-/// parker ([`Waiters::attach_parker`]) to every ring first, so writers know to
-/// check for sleepers.
-pub(crate) fn wait_until<'a, I>(
-    targets: impl Fn() -> I,
-    strategy: WaitStrategy,
-    deadline: Option<Instant>,
-) -> bool
-where
-    I: Iterator<Item = (&'a dyn Wakeable, u64)>,
-{
-    let any_ready = || targets().any(|(r, p)| r.ready_at(p));
-    let expired = || deadline.is_some_and(|d| Instant::now() >= d);
-    let mut waiter = Waiter::new(strategy);
-    let mut checks = 0u32;
-    loop {
-        if any_ready() {
-            return true;
-        }
-        if checks % 64 == 0 && expired() {
-            return false;
-        }
-        checks = checks.wrapping_add(1);
-        if waiter.pause() == Pause::Park {
-            let token = PARK_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            for (r, _) in targets() {
-                r.waiters_ref().register(token);
-            }
-            // SeqCst fence: reader half of the Dekker pair (wait module docs):
-            // the registration is ordered before the re-check of the cursors.
-            fence(Ordering::SeqCst);
-            let ready = any_ready();
-            if !ready {
-                let left = match deadline {
-                    Some(d) => d.saturating_duration_since(Instant::now()),
-                    None => wait::PARK_SLICE,
-                };
-                if !left.is_zero() {
-                    park_for(left);
-                }
-            }
-            for (r, _) in targets() {
-                r.waiters_ref().unregister(token);
-            }
-            if ready {
-                return true;
-            }
-            if expired() {
-                return false;
-            }
-            waiter.reset();
-        }
     }
 }
 

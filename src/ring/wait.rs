@@ -6,16 +6,21 @@
 //! and [`WaitStrategy::Park`] (spins briefly, then sleeps in the kernel until
 //! the writer wakes it: an idle consumer costs about 0 % CPU).
 //!
+//! [`wait_until`] is the wait itself, across any number of rings of any
+//! record types (a consumer waits on all of its partitions at once, the spsc
+//! reader on its one ring), each seen through [`Wakeable`].
+//!
 //! # No lost wake-ups
 //!
 //! Parking is a Dekker pair between the reader and the writer:
 //!
-//! - reader: register in [`Waiters`] (`parked` count, `SeqCst`), then a `SeqCst`
-//!   fence, then re-check the published cursor (and, in the marked slot
-//!   layout, the mark of the slot it waits for) and the closed flag; park only
-//!   if all still say "nothing to do";
-//! - writer: store the published cursor or the slot's mark, `SeqCst` fence,
-//!   then load `parked`; if non-zero, unpark every registered thread.
+//! - reader ([`wait_until`]): register in [`Waiters`] (`parked` count,
+//!   `SeqCst`), then a `SeqCst` fence, then re-check the published cursor
+//!   (and, in the marked slot layout, the mark of the slot it waits for) and
+//!   the closed flag; park only if all still say "nothing to do";
+//! - writer ([`Waiters::notify`]): store the published cursor or the slot's
+//!   mark, `SeqCst` fence, then load `parked`; if non-zero, unpark every
+//!   registered thread.
 //!
 //! Either the reader's re-check sees the new cursor, or the writer's load sees
 //! the registration and unparks it (`unpark` before `park` is not lost: the
@@ -26,8 +31,9 @@
 //! slices of [`PARK_SLICE`] as a backstop; the slices cost a few wake-ups per
 //! second at most.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::Ring;
 use crate::sync::thread::{self, Thread};
 use crate::sync::{fence, AtomicUsize, Mutex, Ordering};
 
@@ -175,4 +181,82 @@ impl Waiter {
 /// Parks the current thread for at most `dur` (bounded by [`PARK_SLICE`]).
 pub(crate) fn park_for(dur: Duration) {
     thread::park_timeout(dur.min(PARK_SLICE));
+}
+
+/// Object-safe view of a ring for waiting across rings of any record type.
+#[doc(hidden)]
+pub(crate) trait Wakeable {
+    fn ready_at(&self, pos: u64) -> bool;
+    fn waiters_ref(&self) -> &Waiters;
+}
+
+impl<T: Copy + Send> Wakeable for Ring<T> {
+    fn ready_at(&self, pos: u64) -> bool {
+        self.ready(pos)
+    }
+    fn waiters_ref(&self) -> &Waiters {
+        &self.waiters
+    }
+}
+
+static PARK_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Waits until one of the `(ring, position)` pairs that `targets` yields has
+/// a record past its position, or its ring is closed, or `deadline` passes.
+/// Returns whether one is ready. `targets` is called for every check, so
+/// waiting allocates nothing.
+///
+/// With [`WaitStrategy::Park`] the caller must have attached itself as a
+/// parker ([`Waiters::attach_parker`]) to every ring first, so writers know to
+/// check for sleepers.
+pub(crate) fn wait_until<'a, I>(
+    targets: impl Fn() -> I,
+    strategy: WaitStrategy,
+    deadline: Option<Instant>,
+) -> bool
+where
+    I: Iterator<Item = (&'a dyn Wakeable, u64)>,
+{
+    let any_ready = || targets().any(|(r, p)| r.ready_at(p));
+    let expired = || deadline.is_some_and(|d| Instant::now() >= d);
+    let mut waiter = Waiter::new(strategy);
+    let mut checks = 0u32;
+    loop {
+        if any_ready() {
+            return true;
+        }
+        if checks % 64 == 0 && expired() {
+            return false;
+        }
+        checks = checks.wrapping_add(1);
+        if waiter.pause() == Pause::Park {
+            let token = PARK_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            for (r, _) in targets() {
+                r.waiters_ref().register(token);
+            }
+            // SeqCst fence: reader half of the Dekker pair (wait module docs):
+            // the registration is ordered before the re-check of the cursors.
+            fence(Ordering::SeqCst);
+            let ready = any_ready();
+            if !ready {
+                let left = match deadline {
+                    Some(d) => d.saturating_duration_since(Instant::now()),
+                    None => PARK_SLICE,
+                };
+                if !left.is_zero() {
+                    park_for(left);
+                }
+            }
+            for (r, _) in targets() {
+                r.waiters_ref().unregister(token);
+            }
+            if ready {
+                return true;
+            }
+            if expired() {
+                return false;
+            }
+            waiter.reset();
+        }
+    }
 }
