@@ -760,6 +760,33 @@ mod tests {
     }
 
     #[test]
+    fn try_publish_never_waits_and_counts_only_rejects() {
+        for layout in [SlotLayout::Packed, SlotLayout::Marked] {
+            let (mut w, mut r) = spsc_with::<u32>(4, OverflowPolicy::Block, layout).unwrap();
+            for i in 0..4 {
+                assert_eq!(w.try_publish(i), Ok(u64::from(i)));
+            }
+            // Block: full hands the record back, not counted as rejected.
+            assert_eq!(w.try_publish(9), Err(PublishError::Full(9)));
+            assert_eq!(w.ring().rejected(), 0);
+            let mut out = Vec::new();
+            r.read_into(1, &mut out);
+            assert_eq!(w.try_publish(4), Ok(4));
+            assert_eq!(w.try_publish(5), Err(PublishError::Full(5)));
+            r.read_into(10, &mut out);
+            assert_eq!(out, vec![0, 1, 2, 3, 4]);
+            w.ring().close();
+            assert_eq!(w.try_publish(6), Err(PublishError::Closed(6)));
+        }
+        // Reject: `try_publish` is `publish`, so a refusal counts.
+        let (mut w, _r) = spsc::<u32>(2, OverflowPolicy::Reject).unwrap();
+        w.try_publish(0).unwrap();
+        w.try_publish(1).unwrap();
+        assert_eq!(w.try_publish(2), Err(PublishError::Full(2)));
+        assert_eq!(w.ring().rejected(), 1);
+    }
+
+    #[test]
     fn overwrite_reports_exact_misses() {
         let (mut w, mut r) = spsc::<u64>(8, OverflowPolicy::Overwrite).unwrap();
         for i in 0..20 {

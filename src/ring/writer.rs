@@ -145,6 +145,35 @@ impl<T: Copy + Send> Writer<T> {
         Ok(offset)
     }
 
+    /// Publishes one record if there is room now; never waits.
+    ///
+    /// Under `Block` a full ring hands the record back as `Full` without
+    /// counting it as rejected: the caller (an ingest endpoint running many
+    /// connections on one thread) waits elsewhere and tries again. Under
+    /// `Reject` and `Overwrite` this is [`Writer::publish`].
+    #[inline]
+    pub fn try_publish(&mut self, value: T) -> Result<u64, PublishError<T>> {
+        if self.ring.policy != OverflowPolicy::Block {
+            return self.publish(value);
+        }
+        if self.ring.closed.load(Ordering::Relaxed) {
+            return Err(PublishError::Closed(value));
+        }
+        let end = self.next + 1;
+        if end > self.limit {
+            self.refresh_limit(end);
+            if end > self.limit {
+                return Err(PublishError::Full(value));
+            }
+        }
+        let offset = self.next;
+        // SAFETY: `end <= limit`, so `offset` is within the claimable
+        // window and reserved for this writer (invariant 3).
+        unsafe { self.ring.write_one(offset, value) };
+        self.commit(end);
+        Ok(offset)
+    }
+
     /// Publishes `values` in order, in claims of at most one ring's worth,
     /// each made visible with one release store. Returns the first offset.
     pub fn publish_slice(&mut self, values: &[T]) -> Result<u64, BatchError> {
