@@ -2,6 +2,7 @@
 //! invalid messages at QoS 0 and 1, exact counts, per-device order (on both
 //! slot layouts); and the `telering serve` binary end to end, stopped by
 //! SIGTERM.
+#![cfg(feature = "mqtt")]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
