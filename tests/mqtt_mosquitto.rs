@@ -19,14 +19,14 @@
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use telering::mqtt::validate::Reason;
 use telering::mqtt::{
-    IngestSnapshot, Server, ServerConfig, ServerError, DEAD_LETTER, HUMIDITY as HUMIDITY_TOPIC,
+    IngestSnapshot, Server, ServerConfig, DEAD_LETTER, HUMIDITY as HUMIDITY_TOPIC,
     TEMPERATURE as TEMPERATURE_TOPIC,
 };
 use telering::{ConsumerConfig, Reading};
@@ -57,25 +57,15 @@ fn mosquitto_pub_available() -> Result<(), String> {
     }
 }
 
+/// The server on a free port; MQTT 3.1.1 and 5 share it, so both addresses
+/// returned are that one port.
 fn start_server() -> (Server, SocketAddr, SocketAddr) {
-    for _ in 0..5 {
-        let a = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let b = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let v4 = a.local_addr().expect("local address");
-        let v5 = b.local_addr().expect("local address");
-        drop((a, b));
-        let mut cfg = ServerConfig::default();
-        cfg.mqtt.listen = v4;
-        cfg.mqtt.listen_v5 = Some(v5);
-        cfg.ingest.capacity = 1024;
-        match Server::start(cfg) {
-            Ok(s) => return (s, v4, v5),
-            // Another process took a port between our probe and the bind.
-            Err(ServerError::Bind { .. }) => continue,
-            Err(e) => panic!("cannot start the server: {e}"),
-        }
-    }
-    panic!("no free pair of loopback ports in 5 attempts");
+    let mut cfg = ServerConfig::default();
+    cfg.mqtt.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    cfg.ingest.capacity = 1024;
+    let s = Server::start(cfg).expect("the server starts on a free port");
+    let a = s.local_addr();
+    (s, a, a)
 }
 
 // ---------------------------------------------------------------------------
@@ -526,8 +516,8 @@ fn mosquitto_pub_interoperates() {
     assert_eq!(got.received, got.accepted + got.dead_lettered);
     assert_eq!(got.dead_letter_reasons, m.reasons, "reasons");
     assert_eq!(
-        (got.records, got.rejected, got.dropped_by_broker),
-        (records, 0, 0),
+        (got.records, got.rejected),
+        (records, 0),
         "counters {got:?}"
     );
     // Every reason code was exercised.

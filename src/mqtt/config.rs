@@ -1,6 +1,5 @@
 //! Server configuration: TOML, with the defaults in `config/telering.toml`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use serde::Deserialize;
@@ -30,26 +29,26 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// `[mqtt]`: the embedded broker.
+/// `[mqtt]`: the MQTT endpoint.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
-    /// MQTT 3.1.1 listener.
+    /// Listener for MQTT 3.1, 3.1.1 and 5 alike.
     pub listen: SocketAddr,
-    /// MQTT 5 listener, if any.
-    pub listen_v5: Option<SocketAddr>,
     /// Most concurrent connections.
     pub max_connections: usize,
-    /// Largest packet payload the broker takes before disconnecting.
-    pub max_packet_payload: usize,
+    /// Largest MQTT packet accepted (remaining length, bytes); a client
+    /// sending more is disconnected.
+    pub max_packet_size: usize,
     /// Time a client has to send CONNECT, ms.
-    pub connection_timeout_ms: u16,
-    /// QoS 1 messages in flight per connection.
-    pub max_inflight: usize,
-    /// Bytes per in-memory log segment of the broker.
-    pub segment_size: usize,
-    /// Segments per subscription filter.
-    pub segment_count: usize,
+    pub connect_timeout_ms: u64,
+    /// QoS 1 and 2 messages in flight per connection (MQTT 5 Receive
+    /// Maximum).
+    pub receive_maximum: u16,
+    /// Topic aliases per MQTT 5 connection.
+    pub topic_alias_maximum: u16,
+    /// Longest a closing connection waits to acknowledge what it read, ms.
+    pub drain_timeout_ms: u64,
 }
 
 /// `[ingest]`: validation limits and engine topics.
@@ -68,8 +67,12 @@ pub struct IngestConfig {
     /// Slot layout of the engine topics' rings ([`crate::SlotLayout`]).
     #[serde(default, deserialize_with = "de_layout")]
     pub layout: SlotLayout,
-    /// Slots of `dead_letter`.
+    /// Slots of each `dead_letter` partition (one per shard).
     pub dead_letter_capacity: usize,
+    /// Ingest shards (threads serving connections, each owning a share of
+    /// the partitions); 0: one per core.
+    #[serde(default)]
+    pub shards: usize,
 }
 
 /// `[consumers]`: the built-in consumer groups of `serve` and `demo`.
@@ -98,6 +101,11 @@ pub struct ConsumersConfig {
 fn one() -> usize {
     1
 }
+
+/// Largest `mqtt.max_packet_size` accepted (MQTT's own limit is 256 MiB).
+pub const MAX_PACKET_SIZE: usize = 16 * 1024 * 1024;
+/// Most ingest shards.
+pub const MAX_SHARDS: usize = 256;
 
 /// Largest `consumers.fetch_max_wait_ms` accepted.
 pub const MAX_FETCH_WAIT_MS: u64 = 10_000;
@@ -185,28 +193,26 @@ impl ServerConfig {
         if m.max_connections == 0 {
             return bad("mqtt.max_connections must be at least 1".into());
         }
-        if m.segment_size < 1024 || m.segment_count == 0 {
-            return bad(
-                "mqtt.segment_size must be at least 1024 and mqtt.segment_count at least 1".into(),
-            );
+        if m.receive_maximum == 0 {
+            return bad("mqtt.receive_maximum must be 1..=65535".into());
         }
-        if m.max_inflight == 0 || m.max_inflight > u16::MAX as usize {
+        if m.max_packet_size < 64 || m.max_packet_size > MAX_PACKET_SIZE {
             return bad(format!(
-                "mqtt.max_inflight must be 1..=65535 (got {})",
-                m.max_inflight
+                "mqtt.max_packet_size must be 64..={MAX_PACKET_SIZE} (got {})",
+                m.max_packet_size
             ));
         }
-        if i.max_payload == 0 || i.max_payload >= m.max_packet_payload {
+        if i.max_payload == 0 || i.max_payload >= m.max_packet_size {
             return bad(format!(
-                "ingest.max_payload ({}) must be at least 1 and below mqtt.max_packet_payload ({}), \
+                "ingest.max_payload ({}) must be at least 1 and below mqtt.max_packet_size ({}), \
                  so oversized messages are dead-lettered instead of disconnecting the client",
-                i.max_payload, m.max_packet_payload
+                i.max_payload, m.max_packet_size
             ));
         }
-        if Some(m.listen) == m.listen_v5 {
+        if i.shards > MAX_SHARDS {
             return bad(format!(
-                "mqtt.listen and mqtt.listen_v5 are both {}",
-                m.listen
+                "ingest.shards must be at most {MAX_SHARDS} (got {}); 0 means one per core",
+                i.shards
             ));
         }
         for (name, topic) in [
@@ -242,47 +248,25 @@ impl ServerConfig {
         Ok(())
     }
 
-    /// The rumqttd configuration: a router sized so memory stays bounded
-    /// (one filter, `#`, read by the bridge: segment_size x segment_count)
-    /// and the v4 (and v5) listeners.
-    pub fn broker_config(&self) -> rumqttd::Config {
+    /// The number of ingest shards: `ingest.shards`, or one per core.
+    pub fn shards(&self) -> usize {
+        match self.ingest.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// The endpoint's settings.
+    pub fn endpoint(&self) -> crate::mqtt::endpoint::EndpointConfig {
         let m = &self.mqtt;
-        let connections = rumqttd::ConnectionSettings {
-            connection_timeout_ms: m.connection_timeout_ms,
-            max_payload_size: m.max_packet_payload,
-            max_inflight_count: m.max_inflight,
-            auth: None,
-            external_auth: None,
-            dynamic_filters: true,
-        };
-        let server = |name: &str, listen: SocketAddr| rumqttd::ServerSettings {
-            name: name.to_owned(),
-            listen,
-            tls: None,
-            next_connection_delay_ms: 0,
-            connections: connections.clone(),
-        };
-        let mut v4 = HashMap::new();
-        v4.insert("v4".to_owned(), server("telering-v4", m.listen));
-        let v5 = m.listen_v5.map(|addr| {
-            let mut v5 = HashMap::new();
-            v5.insert("v5".to_owned(), server("telering-v5", addr));
-            v5
-        });
-        rumqttd::Config {
-            id: 0,
-            router: rumqttd::RouterConfig {
-                max_connections: m.max_connections,
-                max_outgoing_packet_count: 200,
-                max_segment_size: m.segment_size,
-                max_segment_count: m.segment_count,
-                custom_segment: None,
-                initialized_filters: None,
-                shared_subscriptions_strategy: Default::default(),
-            },
-            v4: Some(v4),
-            v5,
-            ..Default::default()
+        crate::mqtt::endpoint::EndpointConfig {
+            listen: m.listen,
+            max_connections: m.max_connections,
+            max_packet_size: m.max_packet_size,
+            connect_timeout: std::time::Duration::from_millis(m.connect_timeout_ms),
+            receive_maximum: m.receive_maximum,
+            topic_alias_maximum: m.topic_alias_maximum,
+            drain_timeout: std::time::Duration::from_millis(m.drain_timeout_ms),
         }
     }
 }
@@ -296,7 +280,9 @@ mod tests {
         let c = ServerConfig::default();
         assert_eq!(c.ingest.partitions, 4);
         assert_eq!(c.ingest.policy, OverflowPolicy::Block);
-        assert!(c.mqtt.listen_v5.is_some());
+        assert_eq!(c.ingest.shards, 0);
+        assert!(c.shards() >= 1);
+        assert_eq!(c.endpoint().listen, c.mqtt.listen);
         assert_eq!(
             (c.consumers.fetch_min, c.consumers.fetch_max_wait_ms),
             (64, 2)
@@ -316,8 +302,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(marked.ingest.layout, SlotLayout::Marked);
-        let b = c.broker_config();
-        assert!(b.router.max_segment_size > 0 && b.router.max_connections > 0);
+        // Configs of the rumqttd front end name its listener and router:
+        // refused with the field named.
+        let e = ServerConfig::from_toml(
+            &DEFAULT_CONFIG.replace("[mqtt]", "[mqtt]\nlisten_v5 = \"127.0.0.1:1884\""),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("listen_v5"), "{e}");
     }
 
     #[test]
@@ -337,6 +328,9 @@ mod tests {
             DEFAULT_CONFIG.replace("fetch_max_wait_ms = 2", "fetch_max_wait_ms = 99999"),
             DEFAULT_CONFIG.replace("listen = \"127.0.0.1:1883\"", "listen = \"nowhere\""),
             DEFAULT_CONFIG.replace("[ingest]", "[ingest]\nbogus = 1"),
+            DEFAULT_CONFIG.replace("max_packet_size = 65536", "max_packet_size = 1000"),
+            DEFAULT_CONFIG.replace("receive_maximum = 256", "receive_maximum = 0"),
+            DEFAULT_CONFIG.replace("[ingest]", "[ingest]\nshards = 100000"),
             "not toml at all [".to_owned(),
         ];
         for text in bad {

@@ -23,10 +23,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// The whole system on loopback: embedded MQTT broker, simulated sensors
+    /// The whole system on loopback: the MQTT endpoint, simulated sensors
     /// over MQTT, pinned consumer groups, live stats. The default command.
     Demo(demo::Args),
-    /// The MQTT broker, engine and consumers, for real devices. Stops on
+    /// The MQTT endpoint, engine and consumers, for real devices. Stops on
     /// SIGINT/SIGTERM or after --duration and prints a JSON summary last.
     Serve(serve::Args),
     /// The engine alone, embedded: in-process simulated sensors, no MQTT.

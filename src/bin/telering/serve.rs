@@ -1,4 +1,4 @@
-//! `telering serve`: the broker, engine and consumers, for real devices.
+//! `telering serve`: the MQTT endpoint, engine and consumers, for real devices.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,15 +15,13 @@ pub struct Args {
     /// Configuration file (TOML); `telering generate-config` prints the default.
     #[arg(long, short)]
     pub config: Option<String>,
-    /// MQTT 3.1.1 listen address (overrides the config).
+    /// MQTT listen address, for 3.1, 3.1.1 and 5 alike (overrides the config).
     #[arg(long)]
     pub mqtt: Option<SocketAddr>,
-    /// MQTT 5 listen address (overrides the config).
+    /// Ingest shards: threads serving connections, each owning a share of
+    /// the partitions (default: the config's, 0 = one per core).
     #[arg(long)]
-    pub mqtt5: Option<SocketAddr>,
-    /// Turn the MQTT 5 listener off.
-    #[arg(long, conflicts_with = "mqtt5")]
-    pub no_mqtt5: bool,
+    pub shards: Option<usize>,
     /// Stop after this many seconds (default: run until SIGINT or SIGTERM).
     #[arg(long)]
     pub duration: Option<u64>,
@@ -41,11 +39,8 @@ pub fn config(args: &Args) -> Result<ServerConfig, Box<dyn std::error::Error>> {
     if let Some(a) = args.mqtt {
         cfg.mqtt.listen = a;
     }
-    if let Some(a) = args.mqtt5 {
-        cfg.mqtt.listen_v5 = Some(a);
-    }
-    if args.no_mqtt5 {
-        cfg.mqtt.listen_v5 = None;
+    if let Some(n) = args.shards {
+        cfg.ingest.shards = n;
     }
     cfg.check()?;
     Ok(cfg)
@@ -105,7 +100,9 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             return Err("the MQTT bridge stopped unexpectedly".into());
         }
     }
-    eprintln!("telering serve: shutting down (draining the broker link and the consumers)");
+    eprintln!(
+        "telering serve: shutting down (acknowledging what was read, then draining the consumers)"
+    );
     let summary = session.finish();
     eprint!("{}", summary.table());
     println!("{}", serde_json::to_string(&summary)?);

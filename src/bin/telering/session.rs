@@ -15,7 +15,7 @@ use telering::app::Latency;
 /// The last line `serve` and `demo` print: one JSON object.
 #[derive(serde::Serialize, Debug)]
 pub struct Summary {
-    /// MQTT messages the bridge received.
+    /// MQTT messages received (PUBLISH packets and wills).
     pub received: u64,
     /// Messages that passed validation.
     pub accepted: u64,
@@ -24,18 +24,24 @@ pub struct Summary {
     pub dead_letter_reasons: BTreeMap<String, u64>,
     /// Engine records published (a `reading` message makes two).
     pub records: u64,
-    /// Messages or records lost: dropped by the broker before the bridge
-    /// read them, plus records refused by a full `Reject` topic.
+    /// Records refused by a full `Reject` topic (MQTT 5 devices were told
+    /// "quota exceeded"). Nothing else is dropped.
     pub dropped: u64,
-    pub dropped_by_broker: u64,
     pub rejected: u64,
+    /// Of `received`, wills of connections that ended without DISCONNECT.
+    pub wills: u64,
+    /// QoS 2 retransmissions acknowledged again, not ingested twice.
+    pub duplicates: u64,
+    /// Records handed from the shard that read them to the shard owning
+    /// their partition.
+    pub forwarded: u64,
+    /// Ingest shards.
+    pub shards: usize,
     /// Records handled per consumer group.
     pub delivered: BTreeMap<String, u64>,
     /// Records reported missed per consumer group.
     pub missed: BTreeMap<String, u64>,
     pub handler_panics: usize,
-    /// MQTT listeners that stopped completing a CONNECT (see `serve --help`).
-    pub unhealthy_listeners: Vec<String>,
     pub alerts: u64,
     pub devices: usize,
     /// End-to-end latency (sensor timestamp to the `stats` consumer), µs.
@@ -78,10 +84,10 @@ impl Session {
     pub fn describe(&self) -> String {
         let c = self.server.config();
         format!(
-            "MQTT on {} (3.1.1){}; topics temperature and humidity ({} partitions x {} slots, {:?}); \
+            "MQTT 3.1/3.1.1/5 on {} ({} ingest shards); topics temperature and humidity ({} partitions x {} slots, {:?}); \
              groups alerts (cluster, {} members) and stats (broadcast); {}",
-            c.mqtt.listen,
-            c.mqtt.listen_v5.map_or(String::new(), |a| format!(" and {a} (5)")),
+            self.server.local_addr(),
+            c.shards(),
             c.ingest.partitions,
             c.ingest.capacity,
             c.ingest.policy,
@@ -116,34 +122,24 @@ impl Session {
             }
             Err(_) => (0, 0),
         };
-        let health = if self.server.healthy() {
-            String::new()
-        } else {
-            format!("  LISTENER DOWN: {:?}", self.server.unhealthy_listeners())
-        };
         format!(
-            "[{:>4.0}s] ingest {:>8.0} msg/s  received {:>9}  lag alerts {:>6} stats {:>6}  dead letters {:>6}  dropped {:>4}  latency p50 {:>6} us  p99 {:>7} us{}",
+            "[{:>4.0}s] ingest {:>8.0} msg/s  received {:>9}  lag alerts {:>6} stats {:>6}  dead letters {:>6}  dropped {:>4}  latency p50 {:>6} us  p99 {:>7} us",
             self.started.elapsed().as_secs_f64(),
             rate,
             s.received,
             lag("alerts"),
             lag("stats"),
             s.dead_lettered,
-            s.dropped_by_broker + s.rejected,
+            s.rejected,
             p50,
             p99,
-            health,
         )
     }
 
-    /// Drains the broker link, then the consumers, and sums up.
+    /// Drains the endpoint (every connection acknowledges what it read),
+    /// then the consumers, and sums up.
     pub fn finish(self) -> Summary {
-        let unhealthy_listeners = self
-            .server
-            .unhealthy_listeners()
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
+        let shards = self.server.config().shards();
         let ingest: IngestSnapshot = self.server.shutdown();
         let report = self.runtime.shutdown(Shutdown::Drain);
         let total = self
@@ -158,13 +154,15 @@ impl Session {
             dead_lettered: ingest.dead_lettered,
             dead_letter_reasons: ingest.dead_letter_reasons,
             records: ingest.records,
-            dropped: ingest.dropped_by_broker + ingest.rejected,
-            dropped_by_broker: ingest.dropped_by_broker,
+            dropped: ingest.rejected,
             rejected: ingest.rejected,
+            wills: ingest.wills,
+            duplicates: ingest.duplicates,
+            forwarded: ingest.forwarded,
+            shards,
             delivered: report.handled(),
             missed: report.missed(),
             handler_panics: report.panics(),
-            unhealthy_listeners,
             alerts: self.shared.alerts.load(Ordering::Relaxed),
             devices: self.shared.devices.lock().map_or(0, |d| d.len()),
             latency_us: total,
@@ -186,10 +184,8 @@ impl Summary {
             row(&format!("    {r}"), n.to_string());
         }
         row("records published", self.records.to_string());
-        row(
-            "dropped (broker / rejected)",
-            format!("{} / {}", self.dropped_by_broker, self.rejected),
-        );
+        row("rejected (full Reject topic)", self.rejected.to_string());
+        row("  of received: wills", self.wills.to_string());
         for (g, n) in &self.delivered {
             row(
                 &format!("delivered to {g}"),

@@ -380,13 +380,12 @@ fn run_once(started: &mut Started, plan: &Plan, round: u64) -> Result<RunResult,
             let d = t.detail();
             let records = sent * per;
             let checks = [
-                ("bridge read", d.bridge_received, sent),
+                ("endpoint read", d.received, sent),
                 ("accepted", d.accepted, sent),
                 ("records published", d.records, records),
                 ("delivered to alerts", d.delivered_alerts, records),
                 ("delivered to stats", d.delivered_stats, records),
                 ("dead-lettered", d.dead_lettered, 0),
-                ("dropped by the broker", d.dropped_by_broker, 0),
                 ("rejected", d.rejected, 0),
             ];
             for (what, got, want) in checks {
@@ -707,14 +706,13 @@ fn table(r: &Report) -> String {
         if let Some(d) = &run.telering {
             let _ = write!(
                 line,
-                "; bridge read {}, accepted {}, records {}, delivered alerts {} / stats {}, \
-                 dropped by broker {}, rejected {}",
-                d.bridge_received,
+                "; endpoint read {}, accepted {}, records {}, delivered alerts {} / stats {}, \
+                 rejected {}",
+                d.received,
                 d.accepted,
                 d.records,
                 d.delivered_alerts,
                 d.delivered_stats,
-                d.dropped_by_broker,
                 d.rejected
             );
         }

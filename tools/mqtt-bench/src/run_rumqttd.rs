@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use rumqttd::local::{LinkError, LinkRx};
 use rumqttd::Notification;
+use std::collections::HashMap;
+
 use telering::mqtt::ServerConfig;
 use telering::record::now_us;
 
@@ -64,15 +66,7 @@ fn read(
 impl Rumqttd {
     pub fn start() -> Result<Self, String> {
         let addr = free_port().map_err(|e| format!("no free loopback port: {e}"))?;
-        let mut cfg = ServerConfig::default();
-        cfg.mqtt.listen = addr;
-        cfg.mqtt.listen_v5 = None;
-        let mut config = cfg.broker_config();
-        if let Some(v4) = config.v4.as_mut() {
-            for s in v4.values_mut() {
-                s.name = SERVER_NAME.to_owned();
-            }
-        }
+        let config = broker_config(addr, &ServerConfig::default());
         let mut broker = rumqttd::Broker::new(config);
         let (mut tx, rx) = broker
             .link("mqtt-bench-link")
@@ -142,5 +136,43 @@ impl Rumqttd {
             Some(Err(_)) => Err("the link reader panicked".into()),
             None => Ok(()),
         }
+    }
+}
+
+/// rumqttd sized as telering's rumqttd front end was (it is the peer this
+/// benchmark measures telering's endpoint against): telering's connection
+/// limits, a router of 4 segments of 16 MiB for the one `#` filter the link
+/// reads, one MQTT 3.1.1 listener.
+fn broker_config(listen: SocketAddr, cfg: &ServerConfig) -> rumqttd::Config {
+    let m = &cfg.mqtt;
+    let connections = rumqttd::ConnectionSettings {
+        connection_timeout_ms: m.connect_timeout_ms.min(u64::from(u16::MAX)) as u16,
+        max_payload_size: m.max_packet_size,
+        max_inflight_count: usize::from(m.receive_maximum),
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    let server = rumqttd::ServerSettings {
+        name: SERVER_NAME.to_owned(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 0,
+        connections,
+    };
+    rumqttd::Config {
+        id: 0,
+        router: rumqttd::RouterConfig {
+            max_connections: m.max_connections,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 16 * 1024 * 1024,
+            max_segment_count: 4,
+            custom_segment: None,
+            initialized_filters: None,
+            shared_subscriptions_strategy: Default::default(),
+        },
+        v4: Some(HashMap::from([("v4".to_owned(), server)])),
+        v5: None,
+        ..Default::default()
     }
 }

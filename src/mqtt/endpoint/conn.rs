@@ -1,0 +1,676 @@
+//! One connection: the MQTT state machine from CONNECT to close.
+//!
+//! Rules it enforces (the statement each comes from):
+//! - the first packet is CONNECT (MQTT-3.1.0-1), within the CONNECT timeout;
+//!   a second CONNECT is a protocol error (MQTT-3.1.0-2);
+//! - an unsupported protocol level gets CONNACK 0x01 and a close
+//!   (MQTT-3.1.2-2);
+//! - an empty client id: 3.1.1 with clean session 0 gets CONNACK 0x02
+//!   (MQTT-3.1.3-8); with clean session 1 the server assigns one
+//!   (MQTT-3.1.3-6); MQTT 5 assigns one and returns it in the CONNACK
+//!   (MQTT 5 §3.2.2.3.7); 3.1 requires one (0x02);
+//! - a client id already connected takes the session over: the older
+//!   connection is closed (MQTT-3.1.4-2);
+//! - keep-alive: no packet for 1.5 × the keep-alive closes the connection
+//!   (MQTT-3.1.2-24); 0 turns it off (MQTT-3.1.2-23 allows it);
+//! - a PUBLISH topic name with `+` or `#` (MQTT-3.3.2-2), empty, or with
+//!   NUL (MQTT-1.5.3-2) is a protocol error: close, in MQTT 5 after
+//!   DISCONNECT 0x90; it is never ingested;
+//! - QoS 1: PUBACK; QoS 2: PUBREC, then PUBCOMP on PUBREL, a packet id
+//!   ingested once until released (MQTT-4.3.3); acknowledgements go out in
+//!   the order the PUBLISH packets came (MQTT-4.6.0-2, -3);
+//! - MQTT 5: more QoS > 0 publishes in flight than the Receive Maximum
+//!   advertised is DISCONNECT 0x93 (MQTT-3.3.4-9); a topic alias of 0 or
+//!   over the maximum is 0x94 (MQTT-3.3.2-8, -9); retain is not available
+//!   (0x9A, MQTT-3.3.1-14 via Retain Available 0);
+//! - packets only a server sends (CONNACK, SUBACK, ...) are protocol errors.
+//!
+//! # Acknowledged means in the engine
+//!
+//! A PUBACK or PUBREC is written only once every record of its message has
+//! a verdict ([`Shard::publish`]): in its partition ring, refused by a full
+//! `Reject` topic (MQTT 5: 0x97), or refused by validation and
+//! dead-lettered (0x90 for the topic, 0x99 for the payload). While a record
+//! cannot get in (a full `Block` partition), the connection stops reading
+//! its socket. In-flight acknowledgements are bounded by the Receive
+//! Maximum; the read buffer by the packet size limit.
+
+use std::collections::{HashSet, VecDeque};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::codec::{self, AckReason, ConnAckCode, DecodeError, DisconnectReason, Packet, Version};
+use super::Shared;
+use crate::mqtt::ingest::{Mailbox, Outcome, Routed, Shard, Step, Ticket};
+use crate::mqtt::validate::Reason;
+
+/// A message waiting for its verdicts before it is acknowledged.
+#[derive(Debug)]
+struct Pending {
+    token: u64,
+    pkid: u16,
+    qos: u8,
+    /// Verdicts still to come from other shards.
+    waiting: u8,
+    outcome: Outcome,
+}
+
+/// A publish that could not get in yet (a full partition or hand-off ring).
+struct Stalled {
+    routed: Routed,
+    pkid: u16,
+    qos: u8,
+}
+
+/// Why the connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The client sent DISCONNECT (MQTT 5 reason 0x04 asks for the will).
+    Disconnect { will: bool },
+    /// The client went away (EOF, reset) without DISCONNECT.
+    Dropped,
+    /// The server closes, with this reason (MQTT 5 DISCONNECT); the will is
+    /// sent unless the server is shutting down.
+    Server(DisconnectReason),
+}
+
+/// Serves one accepted connection until it closes.
+pub(crate) async fn serve(mut stream: TcpStream, shard: Rc<Shard>, shared: Arc<Shared>) {
+    let _live = Live::new(&shared);
+    let _ = stream.set_nodelay(true);
+    let cfg = &shared.config;
+    let mut inbuf = BytesMut::with_capacity(4096);
+    let mut out = BytesMut::with_capacity(256);
+
+    // CONNECT, within the timeout (a shutdown does not wait for it).
+    let mut stop = shared.stop.clone();
+    let first = tokio::select! {
+        r = tokio::time::timeout(
+            cfg.connect_timeout,
+            read_connect(&mut stream, &mut inbuf, cfg.max_packet_size),
+        ) => r,
+        _ = stop.wait_for(|s| *s) => return,
+    };
+    let connect = match first {
+        Ok(Ok(c)) => c,
+        Ok(Err(DecodeError::UnsupportedVersion { name, level })) => {
+            tracing::debug!(%name, level, "unsupported protocol level");
+            codec::connack(
+                Version::V311,
+                &mut out,
+                false,
+                ConnAckCode::BadVersion,
+                &codec::Limits::default(),
+            );
+            let _ = stream.write_all(&out).await;
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!("closing before CONNECT: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("no CONNECT within {:?}", cfg.connect_timeout);
+            return;
+        }
+    };
+    let version = connect.version;
+    let conn_no = shared.sessions.next_conn();
+    let mut limits = codec::Limits {
+        receive_maximum: cfg.receive_maximum,
+        max_packet_size: cfg.max_packet_size as u32,
+        topic_alias_maximum: cfg.topic_alias_maximum,
+        assigned_client_id: None,
+    };
+    let mut client_id = connect.client_id.clone();
+    if client_id.is_empty() {
+        let refuse = match version {
+            Version::V31 => true,
+            Version::V311 => !connect.clean,
+            Version::V5 => false,
+        };
+        if refuse {
+            codec::connack(version, &mut out, false, ConnAckCode::BadClientId, &limits);
+            let _ = stream.write_all(&out).await;
+            return;
+        }
+        client_id = format!("telering-{conn_no}");
+        if version.is_v5() {
+            limits.assigned_client_id = Some(client_id.clone());
+        }
+    }
+    if shared.sessions.live() >= cfg.max_connections {
+        codec::connack(version, &mut out, false, ConnAckCode::Unavailable, &limits);
+        let _ = stream.write_all(&out).await;
+        return;
+    }
+    let claim = shared
+        .sessions
+        .claim(&client_id, conn_no, connect.clean)
+        .await;
+    codec::connack(
+        version,
+        &mut out,
+        claim.session_present,
+        ConnAckCode::Accepted,
+        &limits,
+    );
+    if stream.write_all(&out).await.is_err() {
+        shared
+            .sessions
+            .release(&client_id, conn_no, HashSet::new(), 0);
+        return;
+    }
+    out.clear();
+
+    let mailbox = Rc::new(Mailbox::default());
+    let id = shard.register(mailbox.clone());
+    let mut c = Conn {
+        shard: &shard,
+        version,
+        id,
+        max_packet: cfg.max_packet_size,
+        receive_maximum: cfg.receive_maximum,
+        aliases: vec![None; usize::from(cfg.topic_alias_maximum) + 1],
+        pending: VecDeque::new(),
+        inflight: 0,
+        next_token: 1,
+        qos2: claim.qos2,
+        stalled: None,
+        session_expiry: connect.session_expiry,
+        via: Vec::new(),
+    };
+    let keep_alive = (connect.keep_alive > 0)
+        .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+    let end = c
+        .run(
+            &mut stream,
+            &mut inbuf,
+            &mut out,
+            &mailbox,
+            &claim.kick,
+            &shared,
+            keep_alive,
+        )
+        .await;
+    drop(stream);
+    let deadline = Instant::now() + cfg.drain_timeout;
+
+    // The will: the connection ended without DISCONNECT (or MQTT 5 asked
+    // for it), and not because the server is shutting down.
+    let send_will = match end {
+        End::Disconnect { will } => will,
+        End::Dropped => true,
+        End::Server(r) => r != DisconnectReason::ServerShuttingDown,
+    };
+    if let (true, Some(w)) = (send_will, connect.will) {
+        c.ingest_will(&w.topic, &w.payload, deadline).await;
+    }
+    c.flush(&mailbox, deadline).await;
+    shard.unregister(id);
+    let expiry = c.session_expiry;
+    shared
+        .sessions
+        .release(&client_id, conn_no, std::mem::take(&mut c.qos2), expiry);
+}
+
+/// Counts live connections for the shutdown (Release on the way out pairs
+/// with the forwarders' Acquire load: what a connection handed off before it
+/// ended is visible to a forwarder that sees it gone).
+struct Live<'a>(&'a Shared);
+
+impl<'a> Live<'a> {
+    fn new(s: &'a Shared) -> Self {
+        s.live.fetch_add(1, Ordering::AcqRel);
+        Self(s)
+    }
+}
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn read_connect(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<codec::Connect, DecodeError> {
+    loop {
+        if let Some(c) = codec::decode_connect(buf, max)? {
+            return Ok(c);
+        }
+        buf.reserve(1024);
+        match stream.read_buf(buf).await {
+            Ok(0) | Err(_) => return Err(DecodeError::Malformed("closed before CONNECT".into())),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// A topic name telering takes: not empty, no wildcard, no NUL.
+fn topic_ok(t: &[u8]) -> bool {
+    !t.is_empty() && !t.iter().any(|&b| b == b'+' || b == b'#' || b == 0)
+}
+
+struct Conn<'a> {
+    shard: &'a Shard,
+    version: Version,
+    id: u64,
+    max_packet: usize,
+    receive_maximum: u16,
+    aliases: Vec<Option<Bytes>>,
+    pending: VecDeque<Pending>,
+    /// QoS > 0 publishes not acknowledged yet (pending plus stalled).
+    inflight: usize,
+    next_token: u64,
+    qos2: HashSet<u16>,
+    stalled: Option<Stalled>,
+    session_expiry: u32,
+    /// Shards this connection handed records to.
+    via: Vec<usize>,
+}
+
+/// The token of a barrier's verdict (message tokens count up from 1).
+const BARRIER_TOKEN: u64 = u64::MAX;
+
+impl Conn<'_> {
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &mut self,
+        stream: &mut TcpStream,
+        inbuf: &mut BytesMut,
+        out: &mut BytesMut,
+        mailbox: &Mailbox,
+        kick: &tokio::sync::Notify,
+        shared: &Shared,
+        keep_alive: Option<Duration>,
+    ) -> End {
+        let mut stop = shared.stop.clone();
+        let mut closing: Option<End> = None;
+        let mut last_rx = Instant::now();
+        let mut drain_deadline: Option<Instant> = None;
+        loop {
+            // Retry what could not get in, then decode what is buffered.
+            if let Some(mut s) = self.stalled.take() {
+                match self.shard.publish(&mut s.routed, Some(self.ticket())) {
+                    Step::Busy => self.stalled = Some(s),
+                    Step::Done {
+                        outcome,
+                        forwarded,
+                        via,
+                    } => {
+                        self.note_via(via);
+                        self.push_pending(s.pkid, s.qos, outcome, forwarded)
+                    }
+                }
+            }
+            while closing.is_none()
+                && self.stalled.is_none()
+                && self.inflight < usize::from(self.receive_maximum)
+            {
+                match codec::decode(self.version, inbuf, self.max_packet) {
+                    Ok(Some(p)) => {
+                        if let Some(e) = self.handle(p, out) {
+                            closing = Some(e);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(DecodeError::TooLarge(_)) => {
+                        closing = Some(End::Server(DisconnectReason::PacketTooLarge))
+                    }
+                    Err(e) => {
+                        tracing::debug!("malformed input: {e}");
+                        closing = Some(End::Server(DisconnectReason::MalformedPacket));
+                    }
+                }
+            }
+            self.shard.wake_peers();
+            if !self.apply_verdicts(mailbox, out) {
+                // The engine closed under a message: it is not acknowledged.
+                closing = Some(End::Server(DisconnectReason::ServerShuttingDown));
+                self.pending.clear();
+            }
+            if !out.is_empty() {
+                if stream.write_all(out).await.is_err() {
+                    return End::Dropped;
+                }
+                out.clear();
+            }
+            if let Some(end) = closing {
+                // Protocol errors close at once; otherwise acknowledge what
+                // was read first, within the drain timeout.
+                let drain = matches!(
+                    end,
+                    End::Server(DisconnectReason::ServerShuttingDown)
+                        | End::Server(DisconnectReason::SessionTakenOver)
+                );
+                let deadline = *drain_deadline
+                    .get_or_insert_with(|| Instant::now() + shared.config.drain_timeout);
+                let done = self.pending.is_empty() && self.stalled.is_none();
+                if !drain || done || Instant::now() >= deadline {
+                    if let End::Server(r) = end {
+                        codec::disconnect(self.version, out, r);
+                        let _ = stream.write_all(out).await;
+                    }
+                    let _ = stream.shutdown().await;
+                    return end;
+                }
+            }
+            let can_read = closing.is_none()
+                && self.stalled.is_none()
+                && self.inflight < usize::from(self.receive_maximum)
+                && !has_frame(inbuf, self.max_packet);
+            if !can_read {
+                // Time spent not reading does not count against keep-alive.
+                last_rx = Instant::now();
+            }
+            let ka_deadline = keep_alive.map(|k| last_rx + k);
+            inbuf.reserve(4096);
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s), if closing.is_none() => {
+                    closing = Some(End::Server(DisconnectReason::ServerShuttingDown));
+                }
+                _ = kick.notified(), if closing.is_none() => {
+                    closing = Some(End::Server(DisconnectReason::SessionTakenOver));
+                }
+                _ = mailbox.notify.notified() => {}
+                r = stream.read_buf(inbuf), if can_read => match r {
+                    Ok(0) | Err(_) => return End::Dropped,
+                    Ok(_) => last_rx = Instant::now(),
+                },
+                _ = tokio::time::sleep(Duration::from_millis(1)), if self.stalled.is_some() => {}
+                _ = sleep_until_opt(ka_deadline), if ka_deadline.is_some() && can_read => {
+                    closing = Some(End::Server(DisconnectReason::KeepAliveTimeout));
+                }
+                _ = sleep_until_opt(drain_deadline), if drain_deadline.is_some() => {}
+            }
+        }
+    }
+
+    fn note_via(&mut self, via: Option<usize>) {
+        if let Some(v) = via {
+            if !self.via.contains(&v) {
+                self.via.push(v);
+            }
+        }
+    }
+
+    /// A will goes in as a QoS 0 publish of the device would: validated,
+    /// dead-lettered with its reason if refused, waiting (bounded) for room.
+    async fn ingest_will(&mut self, topic: &[u8], payload: &[u8], deadline: Instant) {
+        if !topic_ok(topic) {
+            return;
+        }
+        let Ok(mut routed) = self.shard.validate(topic, payload, true) else {
+            return;
+        };
+        loop {
+            match self.shard.publish(&mut routed, None) {
+                Step::Done { via, .. } => {
+                    self.note_via(via);
+                    break;
+                }
+                Step::Busy if Instant::now() >= deadline => {
+                    tracing::warn!("a will did not get into a full partition in time");
+                    return;
+                }
+                Step::Busy => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+        self.shard.wake_peers();
+    }
+
+    /// Waits (until `deadline`) until everything this connection handed to
+    /// other shards is in its partition: one barrier per shard it used. The
+    /// session is released only after, so the device's next connection
+    /// cannot overtake this one's records.
+    async fn flush(&mut self, mailbox: &Mailbox, deadline: Instant) {
+        let ticket = Ticket {
+            conn: self.id,
+            token: BARRIER_TOKEN,
+        };
+        let mut waiting = 0usize;
+        for &to in &self.via {
+            while !self.shard.barrier(to, ticket) {
+                if Instant::now() >= deadline {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            waiting += 1;
+        }
+        self.shard.wake_peers();
+        while waiting > 0 {
+            let n = {
+                let mut v = mailbox.verdicts.borrow_mut();
+                let n = v.iter().filter(|(t, _)| *t == BARRIER_TOKEN).count();
+                v.clear();
+                n
+            };
+            waiting = waiting.saturating_sub(n);
+            if waiting == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, mailbox.notify.notified())
+                .await
+                .is_err()
+            {
+                tracing::warn!("a closing connection's hand-offs were not published in time");
+                return;
+            }
+        }
+    }
+
+    fn ticket(&self) -> Ticket {
+        Ticket {
+            conn: self.id,
+            token: self.next_token,
+        }
+    }
+
+    fn push_pending(&mut self, pkid: u16, qos: u8, outcome: Outcome, waiting: u8) {
+        if qos == 0 {
+            return;
+        }
+        self.pending.push_back(Pending {
+            token: self.next_token,
+            pkid,
+            qos,
+            waiting,
+            outcome,
+        });
+        self.next_token += 1;
+    }
+
+    /// Handles one packet; `Some` ends the connection.
+    fn handle(&mut self, p: Packet, out: &mut BytesMut) -> Option<End> {
+        match p {
+            Packet::Publish {
+                qos,
+                pkid,
+                retain,
+                topic,
+                payload,
+                alias,
+            } => self.publish(qos, pkid, retain, topic, payload, alias),
+            Packet::PubRel(pkid) => {
+                self.qos2.remove(&pkid);
+                codec::pubcomp(self.version, out, pkid);
+                None
+            }
+            Packet::Subscribe { pkid, filters } => {
+                codec::suback_refused(self.version, out, pkid, filters);
+                None
+            }
+            Packet::Unsubscribe { pkid, filters } => {
+                codec::unsuback(self.version, out, pkid, filters);
+                None
+            }
+            Packet::PingReq => {
+                codec::pingresp(out);
+                None
+            }
+            Packet::Disconnect {
+                reason,
+                session_expiry,
+            } => {
+                if let Some(e) = session_expiry {
+                    self.session_expiry = e;
+                }
+                Some(End::Disconnect {
+                    will: reason == 0x04,
+                })
+            }
+            Packet::Connect => Some(End::Server(DisconnectReason::ProtocolError)),
+            Packet::Unexpected(name) => {
+                tracing::debug!("protocol error: a client sent {name}");
+                Some(End::Server(DisconnectReason::ProtocolError))
+            }
+        }
+    }
+
+    fn publish(
+        &mut self,
+        qos: u8,
+        pkid: u16,
+        retain: bool,
+        mut topic: Bytes,
+        payload: Bytes,
+        alias: Option<u16>,
+    ) -> Option<End> {
+        if self.version.is_v5() {
+            if retain {
+                return Some(End::Server(DisconnectReason::RetainNotSupported));
+            }
+            if let Some(a) = alias {
+                let slot = self.aliases.get_mut(usize::from(a)).filter(|_| a != 0);
+                let Some(slot) = slot else {
+                    return Some(End::Server(DisconnectReason::TopicAliasInvalid));
+                };
+                if topic.is_empty() {
+                    match slot {
+                        Some(t) => topic = t.clone(),
+                        None => return Some(End::Server(DisconnectReason::ProtocolError)),
+                    }
+                } else {
+                    *slot = Some(topic.clone());
+                }
+            }
+            if std::str::from_utf8(&topic).is_err() {
+                return Some(End::Server(DisconnectReason::MalformedPacket));
+            }
+        }
+        if !topic_ok(&topic) {
+            tracing::debug!(topic = %String::from_utf8_lossy(&topic), "invalid topic name");
+            return Some(End::Server(DisconnectReason::TopicNameInvalid));
+        }
+        if qos > 0 && self.version.is_v5() && self.inflight >= usize::from(self.receive_maximum) {
+            return Some(End::Server(DisconnectReason::ReceiveMaximumExceeded));
+        }
+        if qos == 2 && !self.qos2.insert(pkid) {
+            // Ingested already and not released: acknowledge again, in order.
+            self.shard.count_duplicate();
+            self.inflight += 1;
+            self.push_pending(pkid, qos, Outcome::Accepted, 0);
+            return None;
+        }
+        if qos > 0 {
+            self.inflight += 1;
+        }
+        match self.shard.validate(&topic, &payload, false) {
+            Err(reason) => self.push_pending(pkid, qos, Outcome::Refused(reason), 0),
+            Ok(mut routed) => {
+                let ticket = (qos > 0).then(|| self.ticket());
+                match self.shard.publish(&mut routed, ticket) {
+                    Step::Done {
+                        outcome,
+                        forwarded,
+                        via,
+                    } => {
+                        self.note_via(via);
+                        self.push_pending(pkid, qos, outcome, forwarded)
+                    }
+                    Step::Busy => self.stalled = Some(Stalled { routed, pkid, qos }),
+                }
+            }
+        }
+        None
+    }
+
+    /// Applies the verdicts that arrived and writes every acknowledgement
+    /// that is due, in order. False if the engine closed under a message.
+    fn apply_verdicts(&mut self, mailbox: &Mailbox, out: &mut BytesMut) -> bool {
+        {
+            let mut v = mailbox.verdicts.borrow_mut();
+            while let Some((token, outcome)) = v.pop_front() {
+                let Some(front) = self.pending.front() else {
+                    continue;
+                };
+                let Some(p) = token
+                    .checked_sub(front.token)
+                    .and_then(|i| self.pending.get_mut(i as usize))
+                else {
+                    continue;
+                };
+                debug_assert_eq!(p.token, token);
+                p.waiting = p.waiting.saturating_sub(1);
+                p.outcome = p.outcome.and(outcome);
+            }
+        }
+        while self.pending.front().is_some_and(|p| p.waiting == 0) {
+            let p = self.pending.pop_front().expect("checked");
+            self.inflight -= 1;
+            let reason = match p.outcome {
+                Outcome::Accepted => AckReason::Success,
+                Outcome::QuotaExceeded => AckReason::QuotaExceeded,
+                Outcome::Refused(r) => refusal(r),
+                Outcome::Closed => return false,
+            };
+            if p.qos == 1 {
+                codec::puback(self.version, out, p.pkid, reason);
+            } else {
+                codec::pubrec(self.version, out, p.pkid, reason);
+                // MQTT 5: a PUBREC of 0x80 or more ends the exchange.
+                if self.version.is_v5() && reason != AckReason::Success {
+                    self.qos2.remove(&p.pkid);
+                }
+            }
+        }
+        true
+    }
+}
+
+/// The MQTT 5 reason code of a validation refusal.
+fn refusal(r: Reason) -> AckReason {
+    match r {
+        Reason::UnknownTopic
+        | Reason::UnknownMetric
+        | Reason::DeviceIdEmpty
+        | Reason::DeviceIdTooLong => AckReason::TopicNameInvalid,
+        _ => AckReason::PayloadFormatInvalid,
+    }
+}
+
+fn has_frame(buf: &[u8], max: usize) -> bool {
+    !matches!(
+        rumqttc::mqttbytes::check(buf.iter(), max),
+        Err(rumqttc::mqttbytes::Error::InsufficientBytes(_))
+    )
+}
+
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,229 @@
+//! The MQTT endpoint telering owns: one TCP port for MQTT 3.1, 3.1.1 and
+//! 5, served on the ingest shards.
+//!
+//! # Threads
+//!
+//! Each of the `S` shard threads ([`crate::mqtt::ingest`]) runs a
+//! single-threaded tokio runtime with:
+//! - an accept loop on the listening socket (every shard accepts on a
+//!   duplicate of the same socket; the kernel hands each connection to one
+//!   of them), each accepted connection served on that shard to the end
+//!   ([`conn`]);
+//! - the shard's forwarder, which publishes the records other shards hand
+//!   it and returns their verdicts.
+//!
+//! # The path of a PUBLISH
+//!
+//! socket → read buffer (bounded by the packet size limit) → decode
+//! ([`codec`], rumqttc's codecs) → topic rules → validation on this shard →
+//! each record into its partition, here or through the hand-off ring to
+//! the shard that owns it → verdict → PUBACK/PUBREC in arrival order. A full
+//! partition stops the reading of the connections that feed it; nothing
+//! between the socket and the ring grows without bound.
+//!
+//! # Shutdown
+//!
+//! [`Endpoint::shutdown`] stops the accept loops; every connection stops
+//! reading, writes the acknowledgements of what it read once their
+//! verdicts are in (at most the drain timeout), sends MQTT 5 clients
+//! DISCONNECT 0x8B, and closes. The forwarders run until no connection is
+//! left anywhere and their rings are empty; then the shard threads end and
+//! the counters are final.
+
+pub mod codec;
+mod conn;
+mod sessions;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::ingest::{Forwarder, Shard, ShardSeed, Shards};
+use sessions::Sessions;
+
+/// How the endpoint serves connections.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Listening address (all protocol versions).
+    pub listen: SocketAddr,
+    /// Most connections at once; more get CONNACK "server unavailable".
+    pub max_connections: usize,
+    /// Largest packet taken (remaining length, bytes); a bigger one closes
+    /// the connection (MQTT 5: DISCONNECT 0x95).
+    pub max_packet_size: usize,
+    /// Time a client has to send CONNECT.
+    pub connect_timeout: Duration,
+    /// QoS 1 and 2 publishes in flight per connection (MQTT 5 Receive
+    /// Maximum; for 3.1.x the connection stops reading at this many).
+    pub receive_maximum: u16,
+    /// Topic aliases per MQTT 5 connection.
+    pub topic_alias_maximum: u16,
+    /// Longest a closing connection waits for the verdicts of what it read.
+    pub drain_timeout: Duration,
+}
+
+/// What every shard shares.
+pub(crate) struct Shared {
+    pub(crate) config: EndpointConfig,
+    pub(crate) sessions: Sessions,
+    /// Connections being served, on every shard.
+    pub(crate) live: AtomicUsize,
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+/// A running endpoint.
+pub struct Endpoint {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("addr", &self.addr)
+            .field("shards", &self.threads.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// Binds the listener and starts one thread per shard.
+    pub(crate) fn start(config: EndpointConfig, shards: Shards) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind(config.listen)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            config,
+            sessions: Sessions::default(),
+            live: AtomicUsize::new(0),
+            stop: stop_rx,
+        });
+        let mut threads = Vec::with_capacity(shards.seeds.len());
+        for seed in shards.seeds {
+            let listener = listener.try_clone()?;
+            let shared = shared.clone();
+            let name = format!("telering-shard-{}", threads.len());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || run_shard(seed, listener, shared))?,
+            );
+        }
+        Ok(Self {
+            addr,
+            stop: stop_tx,
+            threads,
+            shared,
+        })
+    }
+
+    /// The address the endpoint listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connections being served now.
+    pub fn connections(&self) -> usize {
+        self.shared.live.load(Ordering::Relaxed)
+    }
+
+    /// Whether every shard thread is still running.
+    pub fn is_running(&self) -> bool {
+        self.threads.iter().all(|t| !t.is_finished())
+    }
+
+    /// Stops accepting, drains every connection and every hand-off ring,
+    /// and waits for the shard threads.
+    pub fn shutdown(&mut self) {
+        let _ = self.stop.send(true);
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                tracing::error!("an ingest shard thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run_shard(seed: ShardSeed, listener: std::net::TcpListener, shared: Arc<Shared>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start an ingest shard runtime: {e}");
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let (shard, fwd) = seed.into_parts();
+        let forwarder = tokio::task::spawn_local(forward(shard.clone(), fwd, shared.clone()));
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => accept(l, &shard, &shared).await,
+            Err(e) => tracing::error!("shard {} cannot listen: {e}", shard.index()),
+        }
+        shard.wake_self();
+        let _ = forwarder.await;
+    });
+}
+
+async fn accept(listener: tokio::net::TcpListener, shard: &Rc<Shard>, shared: &Arc<Shared>) {
+    let mut stop = shared.stop.clone();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            r = listener.accept() => match r {
+                Ok((stream, _)) => {
+                    tokio::task::spawn_local(conn::serve(stream, shard.clone(), shared.clone()));
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: back off, keep serving.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn forward(shard: Rc<Shard>, mut fwd: Forwarder, shared: Arc<Shared>) {
+    let mut stop = shared.stop.clone();
+    loop {
+        let (did, held) = fwd.pass(&shard);
+        if did {
+            // Let this shard's connections run between passes.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        // Acquire: pairs with the connections' Release on the way out, so
+        // what they handed off is visible to `idle`.
+        if *stop.borrow() && shared.live.load(Ordering::Acquire) == 0 && fwd.idle() {
+            return;
+        }
+        let nap = if held {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(100)
+        };
+        tokio::select! {
+            _ = shard.woken() => {}
+            _ = stop.changed() => {}
+            _ = tokio::time::sleep(nap) => {}
+        }
+    }
+}
