@@ -599,3 +599,126 @@ pub fn disconnect(version: Version, out: &mut BytesMut, reason: DisconnectReason
     };
     let _ = v5::Disconnect::new(code).write(out);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn connect_v4(level_name: &[u8], level: u8, id: &str) -> BytesMut {
+        let mut body = BytesMut::new();
+        body.put_u16(level_name.len() as u16);
+        body.put_slice(level_name);
+        body.put_u8(level);
+        body.put_u8(0x02); // clean session
+        body.put_u16(30);
+        body.put_u16(id.len() as u16);
+        body.put_slice(id.as_bytes());
+        let mut f = BytesMut::new();
+        f.put_u8(0x10);
+        put_varint(&mut f, body.len());
+        f.put_slice(&body);
+        f
+    }
+
+    #[test]
+    fn versions_are_negotiated_from_the_connect() {
+        let mut b = connect_v4(b"MQTT", 4, "dev-1");
+        let c = decode_connect(&mut b, 1024).unwrap().unwrap();
+        assert_eq!(
+            (c.version, c.client_id.as_str(), c.clean, c.keep_alive),
+            (Version::V311, "dev-1", true, 30)
+        );
+        assert!(b.is_empty());
+        let mut b = connect_v4(b"MQIsdp", 3, "old-device");
+        let c = decode_connect(&mut b, 1024).unwrap().unwrap();
+        assert_eq!(
+            (c.version, c.client_id.as_str()),
+            (Version::V31, "old-device")
+        );
+        assert!(b.is_empty());
+        for (name, level) in [
+            (&b"MQTT"[..], 3u8),
+            (b"MQTT", 6),
+            (b"MQIsdp", 4),
+            (b"HTTP", 4),
+        ] {
+            let mut b = connect_v4(name, level, "x");
+            let e = decode_connect(&mut b, 1024).unwrap_err();
+            assert!(
+                matches!(e, DecodeError::UnsupportedVersion { level: l, .. } if l == level),
+                "{e:?}"
+            );
+        }
+        // Incomplete: wait for more; not CONNECT: refused at the first byte.
+        let full = connect_v4(b"MQTT", 4, "dev-1");
+        let mut part = BytesMut::from(&full[..full.len() - 1]);
+        assert_eq!(decode_connect(&mut part, 1024), Ok(None));
+        let mut pub0 = BytesMut::from(&[0x30u8, 0x02, 0x00, 0x00][..]);
+        assert_eq!(
+            decode_connect(&mut pub0, 1024),
+            Err(DecodeError::NotConnect)
+        );
+        // Over the size limit, before the bytes arrive.
+        let mut big = BytesMut::from(&[0x10u8, 0xff, 0xff, 0x03][..]);
+        assert!(matches!(
+            decode_connect(&mut big, 1024),
+            Err(DecodeError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn the_two_byte_v5_disconnect_is_read() {
+        let mut b = BytesMut::from(&[0xe0u8, 0x00, 0xc0, 0x00][..]);
+        assert_eq!(
+            decode(Version::V5, &mut b, 1024),
+            Ok(Some(Packet::Disconnect {
+                reason: 0,
+                session_expiry: None
+            }))
+        );
+        assert_eq!(decode(Version::V5, &mut b, 1024), Ok(Some(Packet::PingReq)));
+        assert!(b.is_empty());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any bytes, after any CONNECT: the decoders return a packet, ask
+        /// for more, or refuse with a typed error; they never panic, and a
+        /// returned packet consumed bytes.
+        #[test]
+        fn any_bytes_decode_without_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+            v5 in any::<bool>(),
+        ) {
+            let mut b = BytesMut::from(&bytes[..]);
+            let _ = decode_connect(&mut b, 256);
+            let version = if v5 { Version::V5 } else { Version::V311 };
+            let mut b = BytesMut::from(&bytes[..]);
+            for _ in 0..64 {
+                let before = b.len();
+                match decode(version, &mut b, 256) {
+                    Ok(Some(_)) => prop_assert!(b.len() < before),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+
+        /// Valid CONNECTs with one byte changed or cut short: same.
+        #[test]
+        fn mutated_connects_decode_without_panic(
+            id in "[a-z0-9/+#-]{0,30}",
+            at in 0usize..64,
+            to in any::<u8>(),
+            cut in 0usize..64,
+            old in any::<bool>(),
+        ) {
+            let mut b = if old { connect_v4(b"MQIsdp", 3, &id) } else { connect_v4(b"MQTT", 4, &id) };
+            let n = b.len();
+            b[at % n] = to;
+            b.truncate(n - cut.min(n - 1));
+            let _ = decode_connect(&mut b, 256);
+        }
+    }
+}

@@ -200,7 +200,6 @@ pub(crate) async fn serve(mut stream: TcpStream, shard: Rc<Shard>, shared: Arc<S
             keep_alive,
         )
         .await;
-    drop(stream);
     let deadline = Instant::now() + cfg.drain_timeout;
 
     // The will: the connection ended without DISCONNECT (or MQTT 5 asked
@@ -213,7 +212,11 @@ pub(crate) async fn serve(mut stream: TcpStream, shard: Rc<Shard>, shared: Arc<S
     if let (true, Some(w)) = (send_will, connect.will) {
         c.ingest_will(&w.topic, &w.payload, deadline).await;
     }
+    // The socket closes only once everything read is in its partition: a
+    // device that reconnects after seeing the close cannot overtake it.
     c.flush(&mailbox, deadline).await;
+    let _ = stream.shutdown().await;
+    drop(stream);
     shard.unregister(id);
     let expiry = c.session_expiry;
     shared
@@ -361,7 +364,6 @@ impl Conn<'_> {
                         codec::disconnect(self.version, out, r);
                         let _ = stream.write_all(out).await;
                     }
-                    let _ = stream.shutdown().await;
                     return end;
                 }
             }
