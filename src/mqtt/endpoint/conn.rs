@@ -83,7 +83,7 @@ enum End {
 
 /// Serves one accepted connection until it closes.
 pub(crate) async fn serve(mut stream: TcpStream, shard: Rc<Shard>, shared: Arc<Shared>) {
-    let _live = Live::new(&shared);
+    let live = Live::new(&shared);
     let _ = stream.set_nodelay(true);
     let cfg = &shared.config;
     let mut inbuf = BytesMut::with_capacity(4096);
@@ -121,6 +121,64 @@ pub(crate) async fn serve(mut stream: TcpStream, shard: Rc<Shard>, shared: Arc<S
             return;
         }
     };
+    // Affinity: a device mostly publishes its own id, so the connection is
+    // served by the shard that owns `partition(client id)`, where its
+    // records need no hand-off.
+    let home = shard.home_of(connect.client_id.as_bytes());
+    if home != shard.index() {
+        match stream.into_std() {
+            Ok(std) => {
+                let moved = Moved {
+                    stream: std,
+                    inbuf,
+                    connect,
+                };
+                if shared.adopt[home].send(moved).is_ok() {
+                    // The adopting shard counts it from here on.
+                    live.hand_over();
+                }
+            }
+            Err(e) => tracing::debug!("cannot move a connection to its shard: {e}"),
+        }
+        return;
+    }
+    serve_connected(stream, inbuf, connect, shard, shared.clone()).await;
+    drop(live);
+}
+
+/// A connection on its way to the shard that owns its client id's
+/// partition, with what was read with its CONNECT.
+pub(crate) struct Moved {
+    stream: std::net::TcpStream,
+    inbuf: BytesMut,
+    connect: codec::Connect,
+}
+
+/// Takes over a connection another shard accepted ([`serve`]).
+pub(crate) async fn adopt(m: Moved, shard: Rc<Shard>, shared: Arc<Shared>) {
+    let live = Live::adopted(&shared);
+    let stream = match TcpStream::from_std(m.stream) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("cannot adopt a connection: {e}");
+            return;
+        }
+    };
+    serve_connected(stream, m.inbuf, m.connect, shard, shared.clone()).await;
+    drop(live);
+}
+
+/// The connection after its CONNECT: client id, session, CONNACK, then the
+/// packet loop until it ends.
+async fn serve_connected(
+    mut stream: TcpStream,
+    mut inbuf: BytesMut,
+    connect: codec::Connect,
+    shard: Rc<Shard>,
+    shared: Arc<Shared>,
+) {
+    let cfg = &shared.config;
+    let mut out = BytesMut::with_capacity(256);
     let version = connect.version;
     let conn_no = shared.sessions.next_conn();
     let mut limits = codec::Limits {
@@ -226,19 +284,32 @@ pub(crate) async fn serve(mut stream: TcpStream, shard: Rc<Shard>, shared: Arc<S
 
 /// Counts live connections for the shutdown (Release on the way out pairs
 /// with the forwarders' Acquire load: what a connection handed off before it
-/// ended is visible to a forwarder that sees it gone).
-struct Live<'a>(&'a Shared);
+/// ended is visible to a forwarder that sees it gone). A connection moving
+/// to another shard stays counted on its way.
+struct Live<'a>(Option<&'a Shared>);
 
 impl<'a> Live<'a> {
     fn new(s: &'a Shared) -> Self {
         s.live.fetch_add(1, Ordering::AcqRel);
-        Self(s)
+        Self(Some(s))
+    }
+
+    /// A connection another shard counted already.
+    fn adopted(s: &'a Shared) -> Self {
+        Self(Some(s))
+    }
+
+    /// The connection moved: the adopting shard's guard releases it.
+    fn hand_over(mut self) {
+        self.0 = None;
     }
 }
 
 impl Drop for Live<'_> {
     fn drop(&mut self) {
-        self.0.live.fetch_sub(1, Ordering::AcqRel);
+        if let Some(s) = self.0 {
+            s.live.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 

@@ -7,7 +7,9 @@
 //! single-threaded tokio runtime with:
 //! - an accept loop on the listening socket (every shard accepts on a
 //!   duplicate of the same socket; the kernel hands each connection to one
-//!   of them), each accepted connection served on that shard to the end
+//!   of them); after its CONNECT a connection moves to the shard that owns
+//!   `partition(client id)` (devices mostly publish their own id, whose
+//!   records then cross no thread) and is served there to the end
 //!   ([`conn`]);
 //! - the shard's forwarder, which publishes the records other shards hand
 //!   it and returns their verdicts.
@@ -74,6 +76,9 @@ pub(crate) struct Shared {
     /// Connections being served, on every shard.
     pub(crate) live: AtomicUsize,
     pub(crate) stop: watch::Receiver<bool>,
+    /// Per shard: connections handed to it by the shard that accepted them
+    /// (connection affinity, [`conn::serve`]).
+    pub(crate) adopt: Vec<tokio::sync::mpsc::UnboundedSender<conn::Moved>>,
 }
 
 /// A running endpoint.
@@ -100,21 +105,25 @@ impl Endpoint {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = watch::channel(false);
+        let (adopt, adopted): (Vec<_>, Vec<_>) = (0..shards.seeds.len())
+            .map(|_| tokio::sync::mpsc::unbounded_channel())
+            .unzip();
         let shared = Arc::new(Shared {
             config,
             sessions: Sessions::default(),
             live: AtomicUsize::new(0),
             stop: stop_rx,
+            adopt,
         });
         let mut threads = Vec::with_capacity(shards.seeds.len());
-        for seed in shards.seeds {
+        for (seed, adopted) in shards.seeds.into_iter().zip(adopted) {
             let listener = listener.try_clone()?;
             let shared = shared.clone();
             let name = format!("telering-shard-{}", threads.len());
             threads.push(
                 std::thread::Builder::new()
                     .name(name)
-                    .spawn(move || run_shard(seed, listener, shared))?,
+                    .spawn(move || run_shard(seed, listener, adopted, shared))?,
             );
         }
         Ok(Self {
@@ -158,7 +167,12 @@ impl Drop for Endpoint {
     }
 }
 
-fn run_shard(seed: ShardSeed, listener: std::net::TcpListener, shared: Arc<Shared>) {
+fn run_shard(
+    seed: ShardSeed,
+    listener: std::net::TcpListener,
+    adopted: tokio::sync::mpsc::UnboundedReceiver<conn::Moved>,
+    shared: Arc<Shared>,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -174,7 +188,7 @@ fn run_shard(seed: ShardSeed, listener: std::net::TcpListener, shared: Arc<Share
         let (shard, fwd) = seed.into_parts();
         let forwarder = tokio::task::spawn_local(forward(shard.clone(), fwd, shared.clone()));
         match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => accept(l, &shard, &shared).await,
+            Ok(l) => accept(l, adopted, &shard, &shared).await,
             Err(e) => tracing::error!("shard {} cannot listen: {e}", shard.index()),
         }
         shard.wake_self();
@@ -182,11 +196,26 @@ fn run_shard(seed: ShardSeed, listener: std::net::TcpListener, shared: Arc<Share
     });
 }
 
-async fn accept(listener: tokio::net::TcpListener, shard: &Rc<Shard>, shared: &Arc<Shared>) {
+async fn accept(
+    listener: tokio::net::TcpListener,
+    mut adopted: tokio::sync::mpsc::UnboundedReceiver<conn::Moved>,
+    shard: &Rc<Shard>,
+    shared: &Arc<Shared>,
+) {
     let mut stop = shared.stop.clone();
     loop {
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => {
+                // Connections already on their way here are still served.
+                adopted.close();
+                while let Some(m) = adopted.recv().await {
+                    tokio::task::spawn_local(conn::adopt(m, shard.clone(), shared.clone()));
+                }
+                return;
+            }
+            Some(m) = adopted.recv() => {
+                tokio::task::spawn_local(conn::adopt(m, shard.clone(), shared.clone()));
+            }
             r = listener.accept() => match r {
                 Ok((stream, _)) => {
                     tokio::task::spawn_local(conn::serve(stream, shard.clone(), shared.clone()));

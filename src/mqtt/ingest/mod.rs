@@ -434,6 +434,11 @@ impl Shard {
         self.index
     }
 
+    /// The shard that owns the partition of `key` (a device id).
+    pub(crate) fn home_of(&self, key: &[u8]) -> usize {
+        partition_for(key, self.partitions) as usize % self.shards
+    }
+
     fn stats(&self) -> &stats::ShardStats {
         self.stats.shard(self.index)
     }
