@@ -37,9 +37,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // rumqttd logs every client disconnect as an error; show its logs only
-    // from -v on.
-    telering_sim::log::init_tracing(cli.verbose, &["rumqttd"]);
+    telering_sim::log::init_tracing(cli.verbose, &[]);
     let result = match cli.command {
         None => demo::run(&demo::Args::default()),
         Some(Command::Demo(args)) => demo::run(&args),

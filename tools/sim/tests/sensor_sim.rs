@@ -1,18 +1,18 @@
-//! The sensor simulator against a real (standalone, in-process) rumqttd
-//! broker: what the broker delivers must match the simulator's summary
-//! exactly, message for message and reason for reason.
+//! The sensor simulator against telering's MQTT endpoint (in-process, on a
+//! free loopback port, MQTT 3.1.1 and 5 on one port): what the server
+//! ingests must match the simulator's summary exactly, message for message
+//! and reason for reason.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rumqttd::{Config, ConnectionSettings, Notification, RouterConfig, ServerSettings};
-use telering::mqtt::validate::{self, Limits, Metric};
+use telering::mqtt::{IngestSnapshot, Server, ServerConfig};
 use telering_sim::{self as sim, Format, Rate, SimConfig, SimError, SimSummary};
 
-/// What the broker delivered to a `#` subscriber, classified by validation.
+/// What the server ingested since the last look, as validation classified it.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Seen {
     total: u64,
@@ -22,25 +22,46 @@ struct Seen {
 }
 
 struct TestBroker {
-    v4: u16,
-    v5: u16,
-    seen: Arc<Mutex<Seen>>,
+    server: Server,
+    last: Mutex<IngestSnapshot>,
 }
 
 impl TestBroker {
-    fn broker(&self, v5: bool) -> String {
-        format!("127.0.0.1:{}", if v5 { self.v5 } else { self.v4 })
+    fn broker(&self, _v5: bool) -> String {
+        self.server.local_addr().to_string()
     }
 
+    /// The counts since the previous call.
     fn take(&self) -> Seen {
-        std::mem::take(&mut *self.seen.lock().unwrap())
+        let now = self.server.stats();
+        let mut last = self.last.lock().unwrap();
+        let by_reason = now
+            .dead_letter_reasons
+            .iter()
+            .map(|(r, n)| {
+                (
+                    r.clone(),
+                    n - last.dead_letter_reasons.get(r).copied().unwrap_or(0),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let seen = Seen {
+            total: now.received - last.received,
+            valid: now.accepted - last.accepted,
+            records: now.records - last.records,
+            by_reason,
+        };
+        *last = now;
+        seen
     }
 
-    /// Waits until the subscriber saw at least `n` messages (or 10 s), then
-    /// a little longer to catch any extra, and returns (and resets) the counts.
+    /// Waits until the server ingested at least `n` more messages (or 10 s),
+    /// then a little longer to catch any extra, and returns the counts.
     fn wait_for(&self, n: u64) -> Seen {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.seen.lock().unwrap().total < n && Instant::now() < deadline {
+        let base = self.last.lock().unwrap().received;
+        while self.server.stats().received - base < n && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(10));
         }
         thread::sleep(Duration::from_millis(300));
@@ -55,91 +76,15 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn server(name: &str, port: u16) -> ServerSettings {
-    ServerSettings {
-        name: name.to_owned(),
-        listen: SocketAddr::from(([127, 0, 0, 1], port)),
-        tls: None,
-        next_connection_delay_ms: 0,
-        connections: ConnectionSettings {
-            connection_timeout_ms: 60_000,
-            max_payload_size: 65_536,
-            max_inflight_count: 500,
-            auth: None,
-            external_auth: None,
-            dynamic_filters: true,
-        },
-    }
-}
-
-/// Starts a rumqttd broker (MQTT 3.1.1 and 5 listeners) on free loopback
-/// ports, with an in-process `#` subscriber counting what it delivers. The
-/// broker cannot be stopped in rumqttd 0.20: it runs until the process ends.
+/// telering's server with its default configuration on a free port.
 fn start_broker() -> TestBroker {
-    let (v4, v5) = (free_port(), free_port());
-    let config = Config {
-        id: 0,
-        router: RouterConfig {
-            max_connections: 1000,
-            max_outgoing_packet_count: 200,
-            max_segment_size: 16 * 1024 * 1024,
-            max_segment_count: 4,
-            ..RouterConfig::default()
-        },
-        v4: Some(HashMap::from([("v4-1".to_owned(), server("v4-1", v4))])),
-        v5: Some(HashMap::from([("v5-1".to_owned(), server("v5-1", v5))])),
-        ..Config::default()
-    };
-    let mut broker = rumqttd::Broker::new(config);
-    let (mut link_tx, mut link_rx) = broker.link("counter").expect("local link");
-    link_tx.subscribe("#").expect("subscribe #");
-    thread::spawn(move || {
-        let _ = broker.start();
-    });
-
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let counts = Arc::clone(&seen);
-    thread::spawn(move || {
-        let _link_tx = link_tx;
-        loop {
-            match link_rx.recv() {
-                Ok(Some(Notification::Forward(f))) => {
-                    let v = validate::validate(
-                        &f.publish.topic,
-                        &f.publish.payload,
-                        &Limits::default(),
-                        telering::record::now_us(),
-                    );
-                    let mut s = counts.lock().unwrap();
-                    s.total += 1;
-                    match v {
-                        Ok(a) => {
-                            s.valid += 1;
-                            s.records += if a.metric == Metric::Reading { 2 } else { 1 };
-                        }
-                        Err(r) => *s.by_reason.entry(r.code().to_owned()).or_default() += 1,
-                    }
-                }
-                // The router pauses the link after a batch until it says so.
-                Ok(Some(Notification::Unschedule)) => {
-                    if link_rx.ready().is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-    });
-
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for port in [v4, v5] {
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "broker did not start");
-            thread::sleep(Duration::from_millis(10));
-        }
+    let mut cfg = ServerConfig::default();
+    cfg.mqtt.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = Server::start(cfg).expect("the server starts");
+    TestBroker {
+        server,
+        last: Mutex::new(IngestSnapshot::default()),
     }
-    TestBroker { v4, v5, seen }
 }
 
 fn assert_matches(summary: &SimSummary, seen: &Seen) {
