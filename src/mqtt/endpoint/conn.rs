@@ -244,6 +244,7 @@ async fn serve_connected(
         stalled: None,
         session_expiry: connect.session_expiry,
         via: Vec::new(),
+        early: Vec::new(),
     };
     let keep_alive = (connect.keep_alive > 0)
         .then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
@@ -351,6 +352,9 @@ struct Conn<'a> {
     session_expiry: u32,
     /// Shards this connection handed records to.
     via: Vec<usize>,
+    /// Verdicts for the message not yet pending (its last record waits
+    /// for room while the first one's verdict is back).
+    early: Vec<(u64, Outcome)>,
 }
 
 /// The token of a barrier's verdict (message tokens count up from 1).
@@ -551,9 +555,15 @@ impl Conn<'_> {
         }
     }
 
-    fn push_pending(&mut self, pkid: u16, qos: u8, outcome: Outcome, waiting: u8) {
+    fn push_pending(&mut self, pkid: u16, qos: u8, mut outcome: Outcome, mut waiting: u8) {
         if qos == 0 {
             return;
+        }
+        // Verdicts of this message's first records may have come back while
+        // its last one waited for room.
+        for (_, o) in self.early.drain(..) {
+            waiting = waiting.saturating_sub(1);
+            outcome = outcome.and(o);
         }
         self.pending.push_back(Pending {
             token: self.next_token,
@@ -686,6 +696,11 @@ impl Conn<'_> {
         {
             let mut v = mailbox.verdicts.borrow_mut();
             while let Some((token, outcome)) = v.pop_front() {
+                if token == self.next_token {
+                    // The message still being published (stalled).
+                    self.early.push((token, outcome));
+                    continue;
+                }
                 let Some(front) = self.pending.front() else {
                     continue;
                 };
