@@ -762,3 +762,101 @@ async fn sleep_until_opt(t: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mqtt::dead_letter::DeadLetter;
+    use crate::mqtt::ingest::Shards;
+    use crate::mqtt::validate::Limits;
+    use crate::{Engine, Reading, TopicConfig};
+
+    fn shard() -> Rc<Shard> {
+        let engine: Engine<Reading> = Engine::new();
+        engine.create_topic("t", TopicConfig::new(2, 64)).unwrap();
+        engine.create_topic("h", TopicConfig::new(2, 64)).unwrap();
+        let dead: Engine<DeadLetter> = Engine::new();
+        dead.create_topic(
+            "d",
+            TopicConfig::new(2, 64).policy(crate::OverflowPolicy::Overwrite),
+        )
+        .unwrap();
+        let mut plan = Shards::new(
+            2,
+            engine.producer("t").unwrap(),
+            engine.producer("h").unwrap(),
+            dead.producer("d").unwrap(),
+            Limits::default(),
+        );
+        plan.seeds.swap_remove(0).into_parts().0
+    }
+
+    fn conn(shard: &Shard) -> Conn<'_> {
+        Conn {
+            shard,
+            version: Version::V311,
+            id: 1,
+            max_packet: 1024,
+            receive_maximum: 8,
+            aliases: vec![None; 4],
+            pending: VecDeque::new(),
+            inflight: 0,
+            next_token: 1,
+            qos2: HashSet::new(),
+            stalled: None,
+            session_expiry: 0,
+            via: Vec::new(),
+            early: Vec::new(),
+        }
+    }
+
+    /// A `reading` whose first record was handed off and answered while
+    /// its second waited for room: the early verdict counts once the
+    /// message is pending, and the PUBACK goes out when the last one is in.
+    #[test]
+    fn a_verdict_back_before_its_message_is_pending_is_kept() {
+        let shard = shard();
+        let mut c = conn(&shard);
+        let mb = Mailbox::default();
+        let mut out = BytesMut::new();
+        c.inflight = 1;
+        mb.verdicts.borrow_mut().push_back((1, Outcome::Accepted));
+        assert!(c.apply_verdicts(&mb, &mut out));
+        assert!(out.is_empty() && c.pending.is_empty());
+        c.push_pending(7, 1, Outcome::Accepted, 2);
+        assert!(c.apply_verdicts(&mb, &mut out));
+        assert!(out.is_empty(), "one verdict still to come");
+        mb.verdicts
+            .borrow_mut()
+            .push_back((1, Outcome::QuotaExceeded));
+        assert!(c.apply_verdicts(&mb, &mut out));
+        assert_eq!(&out[..], &[0x40, 0x02, 0x00, 0x07]);
+        assert_eq!((c.inflight, c.pending.len()), (0, 0));
+    }
+
+    /// Acknowledgements leave in PUBLISH order, whatever order the verdicts
+    /// come back in (MQTT-4.6.0-2).
+    #[test]
+    fn acknowledgements_keep_publish_order() {
+        let shard = shard();
+        let mut c = conn(&shard);
+        let mb = Mailbox::default();
+        let mut out = BytesMut::new();
+        c.inflight = 3;
+        c.push_pending(1, 1, Outcome::Accepted, 1);
+        c.push_pending(2, 1, Outcome::Accepted, 0);
+        c.push_pending(3, 2, Outcome::Accepted, 1);
+        assert!(c.apply_verdicts(&mb, &mut out));
+        assert!(out.is_empty(), "the first waits, so all wait");
+        mb.verdicts.borrow_mut().push_back((3, Outcome::Accepted));
+        assert!(c.apply_verdicts(&mb, &mut out));
+        assert!(out.is_empty());
+        mb.verdicts.borrow_mut().push_back((1, Outcome::Accepted));
+        assert!(c.apply_verdicts(&mb, &mut out));
+        assert_eq!(
+            &out[..],
+            &[0x40, 2, 0, 1, 0x40, 2, 0, 2, 0x50, 2, 0, 3],
+            "PUBACK 1, PUBACK 2, PUBREC 3"
+        );
+    }
+}
