@@ -109,7 +109,7 @@ pub(crate) async fn serve(mut stream: TcpStream, shard: Rc<Shard>, shared: Arc<S
                 ConnAckCode::BadVersion,
                 &codec::Limits::default(),
             );
-            let _ = stream.write_all(&out).await;
+            let _ = write(&mut stream, &out, WRITE_TIMEOUT).await;
             return;
         }
         Ok(Err(e)) => {
@@ -196,7 +196,7 @@ async fn serve_connected(
         };
         if refuse {
             codec::connack(version, &mut out, false, ConnAckCode::BadClientId, &limits);
-            let _ = stream.write_all(&out).await;
+            let _ = write(&mut stream, &out, WRITE_TIMEOUT).await;
             return;
         }
         client_id = format!("telering-{conn_no}");
@@ -206,7 +206,7 @@ async fn serve_connected(
     }
     if shared.sessions.live() >= cfg.max_connections {
         codec::connack(version, &mut out, false, ConnAckCode::Unavailable, &limits);
-        let _ = stream.write_all(&out).await;
+        let _ = write(&mut stream, &out, WRITE_TIMEOUT).await;
         return;
     }
     let claim = shared
@@ -220,7 +220,7 @@ async fn serve_connected(
         ConnAckCode::Accepted,
         &limits,
     );
-    if stream.write_all(&out).await.is_err() {
+    if !write(&mut stream, &out, WRITE_TIMEOUT).await {
         shared
             .sessions
             .release(&client_id, conn_no, HashSet::new(), 0);
@@ -331,6 +331,18 @@ async fn read_connect(
     }
 }
 
+/// Longest a write may wait for a client that does not read: the
+/// connection is then dropped (while it waits, nothing is read from it).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Writes `bytes` within `limit`; false if the client is gone or too slow.
+async fn write(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(limit, stream.write_all(bytes)).await,
+        Ok(Ok(()))
+    )
+}
+
 /// A topic name telering takes: not empty, no wildcard, no NUL.
 fn topic_ok(t: &[u8]) -> bool {
     !t.is_empty() && !t.iter().any(|&b| b == b'+' || b == b'#' || b == 0)
@@ -418,7 +430,12 @@ impl Conn<'_> {
                 self.pending.clear();
             }
             if !out.is_empty() {
-                if stream.write_all(out).await.is_err() {
+                let limit = if closing.is_some() {
+                    shared.config.drain_timeout
+                } else {
+                    WRITE_TIMEOUT
+                };
+                if !write(stream, out, limit).await {
                     return End::Dropped;
                 }
                 out.clear();
@@ -437,7 +454,7 @@ impl Conn<'_> {
                 if !drain || done || Instant::now() >= deadline {
                     if let End::Server(r) = end {
                         codec::disconnect(self.version, out, r);
-                        let _ = stream.write_all(out).await;
+                        let _ = write(stream, out, shared.config.drain_timeout).await;
                     }
                     return end;
                 }
