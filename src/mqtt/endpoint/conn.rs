@@ -123,8 +123,11 @@ pub(crate) async fn serve(mut stream: TcpStream, shard: Rc<Shard>, shared: Arc<S
     };
     // Affinity: a device mostly publishes its own id, so the connection is
     // served by the shard that owns `partition(client id)`, where its
-    // records need no hand-off.
-    let home = shard.home_of(connect.client_id.as_bytes());
+    // records need no hand-off. (A client with no id stays where it is.)
+    let home = match connect.client_id.as_bytes() {
+        [] => shard.index(),
+        id => shard.home_of(id),
+    };
     if home != shard.index() {
         match stream.into_std() {
             Ok(std) => {
