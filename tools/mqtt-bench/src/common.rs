@@ -13,8 +13,9 @@ pub use telering::app::Latency;
 /// and last message, and the end-to-end latency (receive time minus the
 /// payload's `ts`).
 ///
-/// Written by the receiving thread (one per system: the `stats` consumer of
-/// telering, the subscriber of mosquitto, the link reader of rumqttd) and
+/// Written by the receiving thread (one per system: the `stats` consumer
+/// group of telering, the subscriber of mosquitto, the link reader of
+/// rumqttd) and
 /// read and reset by the main thread between runs.
 #[derive(Debug)]
 pub struct Recorder {
@@ -113,6 +114,14 @@ impl Recorder {
             last_us: self.last_us.load(Ordering::Relaxed),
             latency,
         }
+    }
+
+    /// A copy of the latency histogram (to merge runs).
+    pub fn histogram(&self) -> Histogram<u64> {
+        self.histogram
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Starts over (between runs, when nothing is arriving).

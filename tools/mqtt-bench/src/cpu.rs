@@ -2,8 +2,13 @@
 //! report is empty):
 //!
 //! - the threads of the system under test: the threads it started in this
-//!   process (known by thread id, grouped by name) and its external broker
-//!   process (mosquitto);
+//!   process, known by thread id (the ids that appeared while it started;
+//!   several instances of one system, e.g. telering with 1 and with 2
+//!   shards, are told apart this way), grouped by name (telering:
+//!   `telering-shard` for the endpoint's shard threads, `telering-alerts`
+//!   and `telering-stats` for the consumer groups; bare rumqttd: `router`,
+//!   `bare-rumqttd-v4` and the link reader `bare-link`; mosquitto's
+//!   subscriber `mosq-sub`), and its external broker process (mosquitto);
 //! - the simulator's threads (`sensor-sim`, exited ones included through
 //!   the process total);
 //! - the rest of the machine (other people's load).
@@ -43,6 +48,15 @@ pub struct CpuReport {
     pub others_s: f64,
 }
 
+/// `s` CPU seconds over `n` messages, in µs per message.
+pub fn us_per_msg(s: f64, n: u64) -> f64 {
+    if n == 0 {
+        0.0
+    } else {
+        (s * 1e8 / n as f64).round() / 100.0
+    }
+}
+
 impl CpuReport {
     /// One line: the system's thread groups and the simulator, each as a
     /// share of one core over the window.
@@ -57,12 +71,30 @@ impl CpuReport {
             .map(|(n, s)| format!("{n} {:.0}%", pct(*s)))
             .collect();
         format!(
-            "system {:.0}% ({}); simulator {:.0}%; other processes {:.0}%",
+            "system {:.0}% ({}); simulator {:.0}%; rest of this process {:.0}%; \
+             other processes {:.0}%",
             pct(self.system_s),
             threads.join(", "),
             pct(self.sim_s),
+            pct(self.rest_s),
             pct(self.others_s)
         )
+    }
+
+    /// Adds the CPU of another window (runs of one system over rounds).
+    pub fn merge(&mut self, o: &CpuReport) {
+        self.wall_s = ms(self.wall_s + o.wall_s);
+        self.system_s = ms(self.system_s + o.system_s);
+        self.sim_s = ms(self.sim_s + o.sim_s);
+        self.rest_s = ms(self.rest_s + o.rest_s);
+        self.others_s = ms(self.others_s + o.others_s);
+        for (name, s) in &o.system_threads {
+            match self.system_threads.iter_mut().find(|(n, _)| n == name) {
+                Some(x) => x.1 = ms(x.1 + s),
+                None => self.system_threads.push((name.clone(), *s)),
+            }
+        }
+        self.system_threads.sort_by(|a, b| b.1.total_cmp(&a.1));
     }
 }
 
@@ -136,7 +168,7 @@ fn machine_busy_s() -> Option<f64> {
 
 /// The group of a thread name: a trailing `-<number>` (member id) and a
 /// trailing `-` (names are cut at 15 bytes) dropped:
-/// `telering-alerts-3` -> `telering-alerts`, `telering-stats-` ->
+/// `telering-shard-1` -> `telering-shard`, `telering-stats-` ->
 /// `telering-stats`.
 fn group(name: &str) -> String {
     let name = match name.rsplit_once('-') {
@@ -309,11 +341,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn merged_reports_add_up() {
+        let mut a = CpuReport {
+            wall_s: 1.0,
+            system_threads: vec![("x".into(), 0.5), ("y".into(), 0.1)],
+            system_s: 0.6,
+            ..CpuReport::default()
+        };
+        let b = CpuReport {
+            wall_s: 2.0,
+            system_threads: vec![("y".into(), 0.7)],
+            system_s: 0.7,
+            ..CpuReport::default()
+        };
+        a.merge(&b);
+        assert_eq!(a.wall_s, 3.0);
+        assert_eq!(a.system_s, 1.3);
+        assert_eq!(a.system_threads, vec![("y".into(), 0.8), ("x".into(), 0.5)]);
+        assert_eq!(us_per_msg(1.0, 0), 0.0);
+    }
+
+    #[test]
     fn groups_and_stat_lines() {
         assert_eq!(group("telering-alerts-3"), "telering-alerts");
         assert_eq!(group("telering-stats-"), "telering-stats");
         assert_eq!(group("router-0"), "router");
-        assert_eq!(group("telering-v4"), "telering-v4");
+        // comm is cut at 15 bytes: `telering-shard-0` reads `telering-shard-`.
+        assert_eq!(group("telering-shard-"), "telering-shard");
+        assert_eq!(group("telering-shard-1"), "telering-shard");
+        assert_eq!(group("telering-alerts"), "telering-alerts");
+        assert_eq!(group("bare-rumqttd-v4"), "bare-rumqttd-v4");
         assert_eq!(group("sensor-sim"), "sensor-sim");
         assert_eq!(group("42"), "42");
         let line = "12 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20";

@@ -1,6 +1,9 @@
 //! Eclipse Mosquitto as a child process (`mosquitto -c <generated conf>` on a
 //! free loopback port) with one rumqttc subscriber on `sensors/#` that counts
-//! and records latency. The child is killed when this is stopped or dropped.
+//! and records latency. The benchmark subscribes at QoS 1, so each message
+//! reaches the subscriber at the QoS it was published with (MQTT delivers at
+//! the lower of the two). The child is killed when this is stopped or
+//! dropped.
 
 use std::fs;
 use std::net::SocketAddr;

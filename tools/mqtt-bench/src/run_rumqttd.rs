@@ -1,8 +1,10 @@
-//! Bare rumqttd: the same broker configuration as telering's
-//! (`ServerConfig::broker_config()` on a free port), read through an
-//! in-process link by one thread that counts and records latency, with no
-//! validation and no engine. rumqttd 0.20 cannot be stopped: the broker's
-//! threads stay (idle) until the process exits.
+//! Bare rumqttd: rumqttd 0.20 sized with telering's `[mqtt]` limits (the
+//! broker telering embedded before it had its own endpoint) on a free port,
+//! read through an in-process link by one thread that counts and records
+//! latency, with no validation and no engine: what moving MQTT messages
+//! alone costs in a Rust broker. rumqttd 0.20 cannot be stopped: the
+//! broker's threads (`router-0`, `bare-rumqttd-v4`) stay, idle, until the
+//! process exits.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,7 +21,7 @@ use telering::record::now_us;
 
 use crate::common::{free_port, payload_ts, wait_listening, Recorder};
 
-/// Name of the broker's network thread (telering's is `telering-v4`).
+/// Name of the broker's network thread.
 const SERVER_NAME: &str = "bare-rumqttd-v4";
 
 pub struct Rumqttd {
@@ -71,7 +73,7 @@ impl Rumqttd {
         let (mut tx, rx) = broker
             .link("mqtt-bench-link")
             .map_err(|e| format!("cannot link to rumqttd: {e}"))?;
-        // Every topic, as telering's bridge subscribes.
+        // Every topic, as telering's endpoint takes every PUBLISH.
         tx.subscribe("#")
             .map_err(|e| format!("cannot subscribe the link: {e}"))?;
         std::thread::Builder::new()

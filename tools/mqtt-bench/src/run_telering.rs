@@ -1,14 +1,21 @@
-//! telering in-process, as `telering serve` runs it: the embedded broker and
-//! bridge (`Server::start` with the default configuration on a free port),
-//! a cluster group `alerts` and a broadcast group `stats` on the engine's
-//! `temperature` and `humidity`, pinned as configured. `stats` records the
-//! end-to-end latency; it is the consumer side that is counted.
+//! telering in-process, as `telering serve` runs it: `Server::start` with
+//! the default configuration on a free port (telering's own MQTT endpoint
+//! on `ingest.shards` shard threads `telering-shard-N`, validation, the
+//! engine topics) and the built-in consumer groups of
+//! `telering::app::handlers` (a cluster group `alerts` and a broadcast group
+//! `stats`, threads `telering-<group>-<member>`, pinned as configured) on
+//! `temperature` and `humidity`. `stats` records the end-to-end latency (a
+//! tap in its handler); it is the consumer side that is counted.
+//!
+//! Two settings differ between the instances a run starts: the shard count
+//! and, for the latency run, the consumers' fetch settings.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use telering::app::handlers::{self as consumers, Shared};
+use telering::mqtt::config::ConsumersConfig;
 use telering::mqtt::{IngestSnapshot, Server, ServerConfig, ServerError};
 use telering::record::now_us;
 use telering::runtime::{Runtime, Shutdown};
@@ -26,10 +33,23 @@ pub struct Detail {
     /// Engine records published.
     pub records: u64,
     pub rejected: u64,
+    /// Records handed from the shard that read them to the shard that owns
+    /// their partition (0 with one shard).
+    pub forwarded: u64,
     /// Records handed to each group.
     pub delivered_alerts: u64,
     pub delivered_stats: u64,
     pub alerts_raised: u64,
+}
+
+/// How a telering instance is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setup {
+    /// `ingest.shards`.
+    pub shards: usize,
+    /// `[consumers] fetch_min` and `fetch_max_wait_ms`; `None`: the
+    /// default configuration's.
+    pub fetch: Option<(usize, u64)>,
 }
 
 /// What is left at the end.
@@ -49,15 +69,21 @@ pub struct Telering {
     alerts: Arc<AtomicU64>,
     addr: SocketAddr,
     base: Detail,
+    consumers: ConsumersConfig,
 }
 
 impl Telering {
-    pub fn start() -> Result<Self, String> {
+    pub fn start(setup: Setup) -> Result<Self, String> {
         let mut last = String::new();
         for _ in 0..5 {
             let addr = free_port().map_err(|e| format!("no free loopback port: {e}"))?;
             let mut cfg = ServerConfig::default();
             cfg.mqtt.listen = addr;
+            cfg.ingest.shards = setup.shards;
+            if let Some((min, wait_ms)) = setup.fetch {
+                cfg.consumers.fetch_min = min;
+                cfg.consumers.fetch_max_wait_ms = wait_ms;
+            }
             let consumers = cfg.consumers.clone();
             let server = match Server::start(cfg) {
                 Ok(s) => s,
@@ -87,6 +113,7 @@ impl Telering {
                 alerts,
                 addr,
                 base: Detail::default(),
+                consumers,
             });
         }
         Err(format!(
@@ -100,6 +127,11 @@ impl Telering {
 
     pub fn recorder(&self) -> &Recorder {
         &self.recorder
+    }
+
+    /// The consumers' `fetch_min` and `fetch_max_wait_ms`.
+    pub fn fetch(&self) -> (usize, u64) {
+        (self.consumers.fetch_min, self.consumers.fetch_max_wait_ms)
     }
 
     pub fn pinning(&self) -> String {
@@ -116,6 +148,7 @@ impl Telering {
             dead_lettered: s.dead_lettered,
             records: s.records,
             rejected: s.rejected,
+            forwarded: s.forwarded,
             delivered_alerts: delivered("alerts"),
             delivered_stats: delivered("stats"),
             alerts_raised: self.alerts.load(Ordering::Relaxed),
@@ -145,13 +178,15 @@ impl Telering {
             dead_lettered: c.dead_lettered - b.dead_lettered,
             records: c.records - b.records,
             rejected: c.rejected - b.rejected,
+            forwarded: c.forwarded - b.forwarded,
             delivered_alerts: c.delivered_alerts - b.delivered_alerts,
             delivered_stats: c.delivered_stats - b.delivered_stats,
             alerts_raised: c.alerts_raised - b.alerts_raised,
         }
     }
 
-    /// Drains the broker link, then the consumers (both bounded).
+    /// Stops the endpoint (it acknowledges what it read and drains its
+    /// hand-off rings), then drains the consumers (both bounded).
     pub fn stop(self) -> Final {
         let pinning = self.pinning();
         let ingest = self.server.shutdown();

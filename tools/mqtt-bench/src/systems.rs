@@ -1,0 +1,406 @@
+//! The systems under test: their names, starting each once, and one run of
+//! the simulator against one of them with the exact-count checks.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use telering_sim::{self as sim, Format, Rate, SimConfig};
+
+use crate::common::{wait_until, Received, Recorder};
+use crate::cpu;
+use crate::report::RunResult;
+use crate::run_mosquitto::Mosquitto;
+use crate::run_rumqttd::Rumqttd;
+use crate::run_telering::{self, Setup, Telering};
+
+/// After the simulator is done, the consumer side must make progress at
+/// least this often, or the missing messages count as lost.
+const QUIET: Duration = Duration::from_secs(3);
+/// Longest wait for the consumer side after the simulator is done.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+/// The consumers' fetch settings of the latency run's second telering:
+/// `fetch_min = 1`, `fetch_max_wait_ms = 0` (every record at once).
+pub const IMMEDIATE_FETCH: (usize, u64) = (1, 0);
+
+/// A kind of system (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Kind {
+    Telering,
+    Mosquitto,
+    Rumqttd,
+}
+
+/// One system under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SystemId {
+    /// telering with `ingest.shards = shards`; `immediate`: its consumers
+    /// fetch with [`IMMEDIATE_FETCH`] instead of the configuration's
+    /// `[consumers] fetch_min` / `fetch_max_wait_ms`.
+    Telering {
+        shards: usize,
+        immediate: bool,
+    },
+    Mosquitto,
+    Rumqttd,
+}
+
+impl SystemId {
+    pub fn telering(shards: usize) -> Self {
+        SystemId::Telering {
+            shards,
+            immediate: false,
+        }
+    }
+
+    pub fn kind(self) -> Kind {
+        match self {
+            SystemId::Telering { .. } => Kind::Telering,
+            SystemId::Mosquitto => Kind::Mosquitto,
+            SystemId::Rumqttd => Kind::Rumqttd,
+        }
+    }
+
+    /// The name in the JSON: `telering-1shard`, `telering-2shards`,
+    /// `telering-2shards-fetch1`, `mosquitto`, `rumqttd`.
+    pub fn key(self) -> String {
+        match self {
+            SystemId::Telering { shards, immediate } => format!(
+                "telering-{shards}shard{}{}",
+                if shards == 1 { "" } else { "s" },
+                if immediate { "-fetch1" } else { "" }
+            ),
+            SystemId::Mosquitto => "mosquitto".to_owned(),
+            SystemId::Rumqttd => "rumqttd".to_owned(),
+        }
+    }
+
+    /// The name in the tables.
+    pub fn label(self) -> String {
+        match self {
+            SystemId::Rumqttd => "rumqttd (bare)".to_owned(),
+            other => other.key(),
+        }
+    }
+
+    /// The start of the simulator's client ids. Short, so that the device
+    /// ids (`{prefix}-{i}`, at most 16 bytes) equal the client ids and
+    /// telering's connection affinity sees each device's own partition.
+    fn prefix(self) -> String {
+        match self {
+            SystemId::Telering { shards, immediate } => {
+                format!("t{shards}{}", if immediate { "i" } else { "" })
+            }
+            SystemId::Mosquitto => "mo".to_owned(),
+            SystemId::Rumqttd => "ru".to_owned(),
+        }
+    }
+}
+
+/// Payload format of the simulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Payload {
+    /// `{"ts": .., "value": ..}` on temperature/humidity: one record each.
+    Json,
+    /// `{"ts": .., "temperature": .., "humidity": ..}`: two records each.
+    Reading,
+}
+
+impl Payload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Payload::Json => "json",
+            Payload::Reading => "reading",
+        }
+    }
+}
+
+/// What the simulator does in one run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub sensors: usize,
+    pub rate: Rate,
+    pub messages: Option<u64>,
+    pub duration: Option<Duration>,
+    pub qos: u8,
+    pub format: Payload,
+    pub seed: u64,
+}
+
+impl Plan {
+    /// Engine records per message (telering's consumer side counts records).
+    fn records_per_message(&self) -> u64 {
+        match self.format {
+            Payload::Json => 1,
+            Payload::Reading => 2,
+        }
+    }
+}
+
+/// A system under test, started once per process.
+pub enum Sut {
+    Telering(Box<Telering>),
+    Mosquitto(Mosquitto),
+    Rumqttd(Rumqttd),
+}
+
+impl Sut {
+    /// Starts `id`. mosquitto's subscriber subscribes at QoS 1, so it gets
+    /// each message at the QoS it was published with (QoS 0 stays 0).
+    pub fn start(id: SystemId, mosquitto: Option<&Path>) -> Result<Self, String> {
+        Ok(match id {
+            SystemId::Telering { shards, immediate } => {
+                Sut::Telering(Box::new(Telering::start(Setup {
+                    shards,
+                    fetch: immediate.then_some(IMMEDIATE_FETCH),
+                })?))
+            }
+            SystemId::Mosquitto => {
+                let bin = mosquitto.ok_or("mosquitto is not installed")?;
+                Sut::Mosquitto(Mosquitto::start(bin, 1)?)
+            }
+            SystemId::Rumqttd => Sut::Rumqttd(Rumqttd::start()?),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Sut::Telering(s) => s.addr(),
+            Sut::Mosquitto(s) => s.addr(),
+            Sut::Rumqttd(s) => s.addr(),
+        }
+    }
+
+    pub fn recorder(&self) -> &Recorder {
+        match self {
+            Sut::Telering(s) => s.recorder(),
+            Sut::Mosquitto(s) => s.recorder(),
+            Sut::Rumqttd(s) => s.recorder(),
+        }
+    }
+
+    fn begin(&mut self) {
+        match self {
+            Sut::Telering(s) => s.begin(),
+            Sut::Mosquitto(s) => s.begin(),
+            Sut::Rumqttd(s) => s.begin(),
+        }
+    }
+
+    fn external_pids(&self) -> Vec<u32> {
+        match self {
+            Sut::Mosquitto(s) => s.pid().into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn stop(self) -> Option<run_telering::Final> {
+        match self {
+            Sut::Telering(s) => return Some(s.stop()),
+            Sut::Mosquitto(s) => s.stop(),
+            Sut::Rumqttd(s) => {
+                if let Err(e) = s.stop() {
+                    eprintln!("mqtt-bench: bare rumqttd: {e}");
+                }
+            }
+        }
+        None
+    }
+}
+
+/// A started system and the threads it started in this process.
+pub struct Started {
+    pub id: SystemId,
+    pub sut: Sut,
+    pub threads: HashSet<u32>,
+}
+
+impl Started {
+    /// Starts `id` and notes the threads that appeared meanwhile (nothing
+    /// else in this process starts threads while it does).
+    pub fn start(id: SystemId, mosquitto: Option<&Path>) -> Result<Self, String> {
+        let before = cpu::thread_ids();
+        let sut = Sut::start(id, mosquitto)?;
+        let threads = cpu::thread_ids().difference(&before).copied().collect();
+        Ok(Self { id, sut, threads })
+    }
+}
+
+/// One run of the simulator against `started`; `tag` makes the client ids
+/// of the run fresh (with the system's prefix).
+pub fn run_once(started: &mut Started, plan: &Plan, tag: &str) -> Result<RunResult, String> {
+    let sut = &mut started.sut;
+    sut.begin();
+    let cfg = SimConfig {
+        broker: sut.addr().to_string(),
+        sensors: plan.sensors,
+        rate: plan.rate,
+        duration: plan.duration,
+        count: plan.messages,
+        qos: plan.qos,
+        malformed: 0.0,
+        format: match plan.format {
+            Payload::Json => Format::Json,
+            Payload::Reading => Format::Reading,
+        },
+        seed: plan.seed,
+        client_prefix: format!("{}{tag}", started.id.prefix()),
+        mqtt_v5: false,
+    };
+    let monitor = cpu::Monitor::start(started.threads.clone(), sut.external_pids());
+    let sim = match sim::run_blocking(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            monitor.finish();
+            return Err(format!("simulator: {e}"));
+        }
+    };
+    // The consumer side: every message sent, or no progress for QUIET.
+    let per = plan.records_per_message();
+    let sent = sim.sent;
+    let complete = match sut {
+        Sut::Telering(t) => {
+            let want = sent * per;
+            wait_until(
+                || t.slowest_group() >= want && t.recorder().count() >= want,
+                || t.recorder().count() + t.slowest_group(),
+                QUIET,
+                DRAIN_LIMIT,
+            )
+        }
+        _ => {
+            let r = sut.recorder();
+            wait_until(|| r.count() >= sent, || r.count(), QUIET, DRAIN_LIMIT)
+        }
+    };
+    let cpu = monitor.finish();
+    let rec: Received = sut.recorder().snapshot();
+    let (count, rate) = match sut {
+        // `stats` counts records; a `reading` message makes `per` of them.
+        Sut::Telering(_) => (rec.count / per, rec.rate() / per as f64),
+        _ => (rec.count, rec.rate()),
+    };
+    let mut problems = Vec::new();
+    if !complete && count >= sent {
+        problems.push("the consumer side stalled".to_owned());
+    }
+    if count > sent {
+        problems.push(format!("received {} more than sent", count - sent));
+    }
+    // Failed connect attempts (before publishing) count in `errors` but do
+    // not matter; reconnects and unconfirmed messages do.
+    if sim.lost > 0 || sim.reconnects > 0 {
+        problems.push(format!(
+            "simulator: {} reconnects, {} messages unconfirmed",
+            sim.reconnects, sim.lost
+        ));
+    }
+    if rec.no_ts > 0 {
+        problems.push(format!("{} messages without ts", rec.no_ts));
+    }
+    let mut result = RunResult {
+        sent,
+        received: count,
+        lost: sent.saturating_sub(count),
+        msg_per_s: (rate * 10.0).round() / 10.0,
+        span_s: rec.span_s(),
+        system_cpu_us_per_msg: cpu::us_per_msg(cpu.system_s, count),
+        sim_cpu_us_per_msg: cpu::us_per_msg(cpu.sim_s, sent),
+        latency_us: rec.latency,
+        no_ts: rec.no_ts,
+        sim,
+        cpu,
+        problems: Vec::new(),
+        telering: None,
+        dropped_by_broker: None,
+        subscriber_errors: None,
+    };
+    match sut {
+        Sut::Telering(t) => {
+            let d = t.detail();
+            let records = sent * per;
+            let checks = [
+                ("endpoint read", d.received, sent),
+                ("accepted", d.accepted, sent),
+                ("records published", d.records, records),
+                ("delivered to alerts", d.delivered_alerts, records),
+                ("delivered to stats", d.delivered_stats, records),
+                ("dead-lettered", d.dead_lettered, 0),
+                ("rejected", d.rejected, 0),
+            ];
+            for (what, got, want) in checks {
+                if got != want {
+                    problems.push(format!("{what}: {got}, expected {want}"));
+                }
+            }
+            result.telering = Some(d);
+        }
+        Sut::Mosquitto(m) => {
+            result.subscriber_errors = Some(m.errors());
+            if m.errors() > 0 {
+                problems.push(format!("subscriber: {} connection errors", m.errors()));
+            }
+            if !m.is_running() {
+                problems.push("mosquitto or its subscriber stopped".to_owned());
+            }
+        }
+        Sut::Rumqttd(r) => {
+            result.dropped_by_broker = Some(r.dropped_by_broker());
+            if r.dropped_by_broker() > 0 {
+                problems.push(format!(
+                    "the router dropped {} messages for the link",
+                    r.dropped_by_broker()
+                ));
+            }
+            if !r.is_running() {
+                problems.push("the link reader stopped".to_owned());
+            }
+        }
+    }
+    result.problems = problems;
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_client_ids() {
+        assert_eq!(SystemId::telering(1).key(), "telering-1shard");
+        assert_eq!(SystemId::telering(2).key(), "telering-2shards");
+        let i = SystemId::Telering {
+            shards: 2,
+            immediate: true,
+        };
+        assert_eq!(i.key(), "telering-2shards-fetch1");
+        assert_eq!(SystemId::Rumqttd.label(), "rumqttd (bare)");
+        // The longest client id a run makes fits a device id.
+        let big = SystemId::Telering {
+            shards: 256,
+            immediate: true,
+        };
+        let id = format!("{}q1r19-{}", big.prefix(), 99_999);
+        assert!(id.len() <= sim::MAX_DEVICE_ID_LEN, "{id}");
+        // Tables list telering first, by shards, then the peers.
+        let mut v = vec![
+            SystemId::Rumqttd,
+            SystemId::Mosquitto,
+            i,
+            SystemId::telering(1),
+        ];
+        v.sort();
+        assert_eq!(
+            v,
+            vec![
+                SystemId::telering(1),
+                i,
+                SystemId::Mosquitto,
+                SystemId::Rumqttd
+            ]
+        );
+    }
+}
