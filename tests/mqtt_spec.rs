@@ -1592,10 +1592,13 @@ fn full_partition_server(
 /// PUBLISH packets where it has not sent a PUBACK or PUBCOMP in response,
 /// the Server uses a DISCONNECT packet with Reason Code 0x93 (Receive
 /// Maximum exceeded)". Receive Maximum 2, a full partition (so nothing is
-/// acknowledged), three QoS 1 publishes: DISCONNECT 0x93.
+/// acknowledged), three QoS 1 publishes. While the partition is full the
+/// server does not read the connection (backpressure: what it has not read
+/// it has not received); once the consumer reads, the first gets in, and
+/// with none acknowledged yet the third is over the limit: DISCONNECT 0x93.
 #[test]
 fn mqtt5_3_3_4_7_more_qos1_in_flight_than_receive_maximum_gets_disconnect_0x93() {
-    let (server, addr, _group) = full_partition_server(OverflowPolicy::Block, 2);
+    let (server, addr, mut group) = full_partition_server(OverflowPolicy::Block, 2);
     let mut s = session(addr, V::V5, "greedy");
     let mut wire = Vec::new();
     for _ in 0..2 {
@@ -1610,7 +1613,24 @@ fn mqtt5_3_3_4_7_more_qos1_in_flight_than_receive_maximum_gets_disconnect_0x93()
         );
     }
     s.write_all(&wire).unwrap();
-    match read_within(&mut s, Duration::from_secs(3)) {
+    assert!(
+        matches!(read_within(&mut s, Duration::from_millis(500)), Got::Silent),
+        "nothing is acknowledged while the partition is full"
+    );
+    assert_eq!(group.poll(16, Duration::from_secs(5)).unwrap().len(), 2);
+    // Auto-commit: the next poll commits the two, which frees their slots.
+    group.poll(16, Duration::from_millis(10)).unwrap();
+    // The first two, read within the limit, are acknowledged; the third,
+    // read with both unacknowledged, is one too many.
+    let mut acked = Vec::new();
+    let disconnect = loop {
+        match read_within(&mut s, Duration::from_secs(3)) {
+            Got::Packet(p) if p[0] == 0x40 => acked.push(p[3]),
+            other => break other,
+        }
+    };
+    assert_eq!(acked, [1, 2], "PUBACKs before the DISCONNECT");
+    match disconnect {
         Got::Packet(p) => {
             assert_disconnect(&p, 0x93, "a third QoS 1 PUBLISH in flight");
             expect_closed(&mut s, "after DISCONNECT 0x93");
@@ -1623,7 +1643,9 @@ fn mqtt5_3_3_4_7_more_qos1_in_flight_than_receive_maximum_gets_disconnect_0x93()
              within 3 s (the server stopped reading instead)"
         ),
     }
-    assert_eq!(server.stats().records, 2);
+    // The two QoS 0 records and the first two QoS 1; the excess one was
+    // not ingested.
+    assert_eq!(server.stats().records, 4);
     server.shutdown();
 }
 

@@ -24,10 +24,12 @@ pub struct Summary {
     pub dead_letter_reasons: BTreeMap<String, u64>,
     /// Engine records published (a `reading` message makes two).
     pub records: u64,
-    /// Records refused by a full `Reject` topic (MQTT 5 devices were told
-    /// "quota exceeded"). Nothing else is dropped.
+    /// Records not kept: refused by a full `Reject` topic (MQTT 5 devices
+    /// were told "quota exceeded"), or given up at shutdown while a stalled
+    /// consumer kept their partition full (never acknowledged).
     pub dropped: u64,
     pub rejected: u64,
+    pub abandoned: u64,
     /// Of `received`, wills of connections that ended without DISCONNECT.
     pub wills: u64,
     /// QoS 2 retransmissions acknowledged again, not ingested twice.
@@ -154,8 +156,9 @@ impl Session {
             dead_lettered: ingest.dead_lettered,
             dead_letter_reasons: ingest.dead_letter_reasons,
             records: ingest.records,
-            dropped: ingest.rejected,
+            dropped: ingest.rejected + ingest.abandoned,
             rejected: ingest.rejected,
+            abandoned: ingest.abandoned,
             wills: ingest.wills,
             duplicates: ingest.duplicates,
             forwarded: ingest.forwarded,
@@ -185,6 +188,7 @@ impl Summary {
         }
         row("records published", self.records.to_string());
         row("rejected (full Reject topic)", self.rejected.to_string());
+        row("abandoned at shutdown", self.abandoned.to_string());
         row("  of received: wills", self.wills.to_string());
         for (g, n) in &self.delivered {
             row(

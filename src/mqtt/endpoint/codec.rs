@@ -41,6 +41,8 @@ pub struct Will {
     pub topic: Bytes,
     /// Its payload.
     pub payload: Bytes,
+    /// Its retain flag.
+    pub retain: bool,
 }
 
 /// The CONNECT of a connection, whatever its version.
@@ -183,6 +185,11 @@ pub fn decode_connect(buf: &mut BytesMut, max: usize) -> Result<Option<Connect>,
         if b >> 4 != 1 {
             return Err(DecodeError::NotConnect);
         }
+        if b & 0x0f != 0 {
+            return Err(DecodeError::Malformed(
+                "CONNECT fixed header flags set".into(),
+            ));
+        }
     }
     if !complete(buf, max)? {
         return Ok(None);
@@ -198,6 +205,10 @@ pub fn decode_connect(buf: &mut BytesMut, max: usize) -> Result<Option<Connect>,
     let (Some(name), Some(&level)) = (body.get(2..2 + name_len), body.get(2 + name_len)) else {
         return Err(DecodeError::Malformed("CONNECT cut short".into()));
     };
+    // The CONNECT flags' reserved bit must be 0 (MQTT-3.1.2-3).
+    if body.get(3 + name_len).is_some_and(|f| f & 1 != 0) {
+        return Err(DecodeError::Malformed("reserved CONNECT flag set".into()));
+    }
     match (name, level) {
         (b"MQTT", 4) => decode_v4_connect(buf, max, Version::V311).map(Some),
         (b"MQIsdp", 3) => {
@@ -222,6 +233,7 @@ pub fn decode_connect(buf: &mut BytesMut, max: usize) -> Result<Option<Connect>,
                     will: will.map(|w| Will {
                         topic: w.topic,
                         payload: w.message,
+                        retain: w.retain,
                     }),
                     session_expiry: props.and_then(|p| p.session_expiry_interval).unwrap_or(0),
                     max_packet_size: props.and_then(|p| p.max_packet_size),
@@ -254,6 +266,7 @@ fn decode_v4_connect(
             will: c.last_will.map(|w| Will {
                 topic: Bytes::from(w.topic),
                 payload: w.message,
+                retain: w.retain,
             }),
             max_packet_size: None,
             username: c.login.map(|l| l.username),
@@ -284,6 +297,20 @@ pub fn decode(
 ) -> Result<Option<Packet>, DecodeError> {
     if !complete(buf, max)? {
         return Ok(None);
+    }
+    // The flag bits of the fixed header (MQTT-2.2.2-2): PUBLISH's are its
+    // own (QoS 3 is malformed, MQTT-3.3.1-4); PUBREL, SUBSCRIBE and
+    // UNSUBSCRIBE carry 0b0010; every other packet 0.
+    let (kind, flags) = (buf[0] >> 4, buf[0] & 0x0f);
+    let ok = match kind {
+        3 => flags & 0x06 != 0x06,
+        6 | 8 | 10 => flags == 0x02,
+        _ => flags == 0,
+    };
+    if !ok {
+        return Err(DecodeError::Malformed(format!(
+            "fixed header flags {flags:#06b} of packet type {kind}"
+        )));
     }
     if version.is_v5() {
         if buf[0] == 0xe0 && buf[1] == 0 {
@@ -374,6 +401,8 @@ pub enum ConnAckCode {
     BadClientId,
     /// Server unavailable, e.g. too many connections (3.1.x 0x03, 5 0x88).
     Unavailable,
+    /// MQTT 5: a will with retain, where retain is not available (0x9A).
+    RetainNotSupported,
 }
 
 /// What an MQTT 5 CONNACK advertises.
@@ -404,6 +433,7 @@ pub fn connack(
             ConnAckCode::BadVersion => C::UnsupportedProtocolVersion,
             ConnAckCode::BadClientId => C::ClientIdentifierNotValid,
             ConnAckCode::Unavailable => C::ServerUnavailable,
+            ConnAckCode::RetainNotSupported => C::RetainNotSupported,
         };
         let properties = (code == C::Success).then(|| v5::ConnAckProperties {
             receive_max: Some(limits.receive_maximum),
@@ -438,7 +468,7 @@ pub fn connack(
             ConnAckCode::Accepted => C::Success,
             ConnAckCode::BadVersion => C::RefusedProtocolVersion,
             ConnAckCode::BadClientId => C::BadClientId,
-            ConnAckCode::Unavailable => C::ServiceUnavailable,
+            ConnAckCode::Unavailable | ConnAckCode::RetainNotSupported => C::ServiceUnavailable,
         };
         // MQTT 3.1 has no session-present flag.
         let present = session_present && code == C::Success && version == Version::V311;
@@ -597,7 +627,11 @@ pub fn disconnect(version: Version, out: &mut BytesMut, reason: DisconnectReason
         DisconnectReason::PacketTooLarge => R::PacketTooLarge,
         DisconnectReason::RetainNotSupported => R::RetainNotSupported,
     };
-    let _ = v5::Disconnect::new(code).write(out);
+    // Written here: rumqttc 0.25's `Disconnect::write` counts the reason
+    // code in the remaining length but also writes a property-length byte
+    // after it. A remaining length of 1 is the reason code alone, with no
+    // properties (MQTT 5 §3.14.2.2).
+    out.put_slice(&[0xe0, 0x01, code as u8]);
 }
 
 #[cfg(test)]

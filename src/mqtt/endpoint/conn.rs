@@ -20,7 +20,8 @@
 //!   ingested once until released (MQTT-4.3.3); acknowledgements go out in
 //!   the order the PUBLISH packets came (MQTT-4.6.0-2, -3);
 //! - MQTT 5: more QoS > 0 publishes in flight than the Receive Maximum
-//!   advertised is DISCONNECT 0x93 (MQTT-3.3.4-9); a topic alias of 0 or
+//!   advertised (QoS 1 until PUBACK, QoS 2 until PUBCOMP) is DISCONNECT
+//!   0x93 (MQTT-3.3.4-7); a topic alias of 0 or
 //!   over the maximum is 0x94 (MQTT-3.3.2-8, -9); retain is not available
 //!   (0x9A, MQTT-3.3.1-14 via Retain Available 0);
 //! - packets only a server sends (CONNACK, SUBACK, ...) are protocol errors.
@@ -190,32 +191,40 @@ async fn serve_connected(
         topic_alias_maximum: cfg.topic_alias_maximum,
         assigned_client_id: None,
     };
-    let mut client_id = connect.client_id.clone();
-    if client_id.is_empty() {
-        let refuse = match version {
+    let refusal = if connect.client_id.is_empty()
+        && match version {
             Version::V31 => true,
             Version::V311 => !connect.clean,
             Version::V5 => false,
-        };
-        if refuse {
-            codec::connack(version, &mut out, false, ConnAckCode::BadClientId, &limits);
-            let _ = write(&mut stream, &out, WRITE_TIMEOUT).await;
-            return;
-        }
-        client_id = format!("telering-{conn_no}");
-        if version.is_v5() {
-            limits.assigned_client_id = Some(client_id.clone());
-        }
-    }
-    if shared.sessions.live() >= cfg.max_connections {
-        codec::connack(version, &mut out, false, ConnAckCode::Unavailable, &limits);
+        } {
+        Some(ConnAckCode::BadClientId)
+    } else if version.is_v5() && connect.will.as_ref().is_some_and(|w| w.retain) {
+        // Retain Available is 0, for wills too (MQTT-3.2.2-13).
+        Some(ConnAckCode::RetainNotSupported)
+    } else if shared.sessions.live() >= cfg.max_connections {
+        Some(ConnAckCode::Unavailable)
+    } else {
+        None
+    };
+    if let Some(code) = refusal {
+        codec::connack(version, &mut out, false, code, &limits);
         let _ = write(&mut stream, &out, WRITE_TIMEOUT).await;
         return;
     }
-    let claim = shared
-        .sessions
-        .claim(&client_id, conn_no, connect.clean)
-        .await;
+    let (client_id, claim) = if connect.client_id.is_empty() {
+        // An id no one holds, taken in the same step (MQTT-3.2.2-16).
+        let (id, claim) = shared.sessions.claim_fresh(conn_no);
+        if version.is_v5() {
+            limits.assigned_client_id = Some(id.clone());
+        }
+        (id, claim)
+    } else {
+        let claim = shared
+            .sessions
+            .claim(&connect.client_id, conn_no, connect.clean)
+            .await;
+        (connect.client_id.clone(), claim)
+    };
     codec::connack(
         version,
         &mut out,
@@ -242,6 +251,7 @@ async fn serve_connected(
         aliases: vec![None; usize::from(cfg.topic_alias_maximum) + 1],
         pending: VecDeque::new(),
         inflight: 0,
+        qos1: 0,
         next_token: 1,
         qos2: claim.qos2,
         stalled: None,
@@ -271,6 +281,7 @@ async fn serve_connected(
         End::Dropped => true,
         End::Server(r) => r != DisconnectReason::ServerShuttingDown,
     };
+    c.finish_stalled(deadline).await;
     if let (true, Some(w)) = (send_will, connect.will) {
         c.ingest_will(&w.topic, &w.payload, deadline).await;
     }
@@ -361,6 +372,9 @@ struct Conn<'a> {
     pending: VecDeque<Pending>,
     /// QoS > 0 publishes not acknowledged yet (pending plus stalled).
     inflight: usize,
+    /// QoS 1 publishes not acknowledged yet (with `qos2`, what MQTT 5's
+    /// Receive Maximum counts).
+    qos1: usize,
     next_token: u64,
     qos2: HashSet<u16>,
     stalled: Option<Stalled>,
@@ -406,10 +420,7 @@ impl Conn<'_> {
                     }
                 }
             }
-            while closing.is_none()
-                && self.stalled.is_none()
-                && self.inflight < usize::from(self.receive_maximum)
-            {
+            while closing.is_none() && self.stalled.is_none() && !self.window_full() {
                 match codec::decode(self.version, inbuf, self.max_packet) {
                     Ok(Some(p)) => {
                         if let Some(e) = self.handle(p, out) {
@@ -455,6 +466,10 @@ impl Conn<'_> {
                     .get_or_insert_with(|| Instant::now() + shared.config.drain_timeout);
                 let done = self.pending.is_empty() && self.stalled.is_none();
                 if !drain || done || Instant::now() >= deadline {
+                    if let Some(st) = self.stalled.take() {
+                        // Never acknowledged; its records are given up.
+                        self.shard.abandon(&st.routed);
+                    }
                     if let End::Server(r) = end {
                         codec::disconnect(self.version, out, r);
                         let _ = write(stream, out, shared.config.drain_timeout).await;
@@ -464,7 +479,7 @@ impl Conn<'_> {
             }
             let can_read = closing.is_none()
                 && self.stalled.is_none()
-                && self.inflight < usize::from(self.receive_maximum)
+                && !self.window_full()
                 && !has_frame(inbuf, self.max_packet);
             if !can_read {
                 // Time spent not reading does not count against keep-alive.
@@ -527,6 +542,29 @@ impl Conn<'_> {
         self.shard.wake_peers();
     }
 
+    /// A publish read before the connection dropped that still waits for
+    /// room goes in (it was read: the device may have it counted as sent),
+    /// or, past `deadline`, is given up and counted as abandoned.
+    async fn finish_stalled(&mut self, deadline: Instant) {
+        let Some(mut st) = self.stalled.take() else {
+            return;
+        };
+        loop {
+            match self.shard.publish(&mut st.routed, None) {
+                Step::Done { via, .. } => {
+                    self.note_via(via);
+                    self.shard.wake_peers();
+                    return;
+                }
+                Step::Busy if Instant::now() >= deadline => {
+                    self.shard.abandon(&st.routed);
+                    return;
+                }
+                Step::Busy => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+    }
+
     /// Waits (until `deadline`) until everything this connection handed to
     /// other shards is in its partition: one barrier per shard it used. The
     /// session is released only after, so the device's next connection
@@ -566,6 +604,15 @@ impl Conn<'_> {
                 return;
             }
         }
+    }
+
+    /// Whether no more PUBLISH packets are decoded for now. MQTT 3.1.x has
+    /// no Receive Maximum: its connections are not read while this many
+    /// messages wait for their acknowledgement (backpressure). MQTT 5
+    /// clients are bound by the one advertised; they are read on, and one
+    /// that exceeds it is disconnected (0x93, in `publish`).
+    fn window_full(&self) -> bool {
+        !self.version.is_v5() && self.inflight >= usize::from(self.receive_maximum)
     }
 
     fn ticket(&self) -> Ticket {
@@ -677,7 +724,12 @@ impl Conn<'_> {
             tracing::debug!(topic = %String::from_utf8_lossy(&topic), "invalid topic name");
             return Some(End::Server(DisconnectReason::TopicNameInvalid));
         }
-        if qos > 0 && self.version.is_v5() && self.inflight >= usize::from(self.receive_maximum) {
+        // MQTT 5: a QoS 1 publish holds its slot until PUBACK, a QoS 2 one
+        // until PUBCOMP (MQTT-3.3.4-7).
+        if qos > 0
+            && self.version.is_v5()
+            && self.qos1 + self.qos2.len() >= usize::from(self.receive_maximum)
+        {
             return Some(End::Server(DisconnectReason::ReceiveMaximumExceeded));
         }
         if qos == 2 && !self.qos2.insert(pkid) {
@@ -689,6 +741,9 @@ impl Conn<'_> {
         }
         if qos > 0 {
             self.inflight += 1;
+        }
+        if qos == 1 {
+            self.qos1 += 1;
         }
         match self.shard.validate(&topic, &payload, false) {
             Err(reason) => self.push_pending(pkid, qos, Outcome::Refused(reason), 0),
@@ -738,6 +793,9 @@ impl Conn<'_> {
         while self.pending.front().is_some_and(|p| p.waiting == 0) {
             let p = self.pending.pop_front().expect("checked");
             self.inflight -= 1;
+            if p.qos == 1 {
+                self.qos1 -= 1;
+            }
             let reason = match p.outcome {
                 Outcome::Accepted => AckReason::Success,
                 Outcome::QuotaExceeded => AckReason::QuotaExceeded,
@@ -821,6 +879,7 @@ mod tests {
             aliases: vec![None; 4],
             pending: VecDeque::new(),
             inflight: 0,
+            qos1: 0,
             next_token: 1,
             qos2: HashSet::new(),
             stalled: None,
@@ -839,7 +898,7 @@ mod tests {
         let mut c = conn(&shard);
         let mb = Mailbox::default();
         let mut out = BytesMut::new();
-        c.inflight = 1;
+        (c.inflight, c.qos1) = (1, 1);
         mb.verdicts.borrow_mut().push_back((1, Outcome::Accepted));
         assert!(c.apply_verdicts(&mb, &mut out));
         assert!(out.is_empty() && c.pending.is_empty());
@@ -851,7 +910,7 @@ mod tests {
             .push_back((1, Outcome::QuotaExceeded));
         assert!(c.apply_verdicts(&mb, &mut out));
         assert_eq!(&out[..], &[0x40, 0x02, 0x00, 0x07]);
-        assert_eq!((c.inflight, c.pending.len()), (0, 0));
+        assert_eq!((c.inflight, c.qos1, c.pending.len()), (0, 0, 0));
     }
 
     /// Acknowledgements leave in PUBLISH order, whatever order the verdicts
@@ -862,7 +921,7 @@ mod tests {
         let mut c = conn(&shard);
         let mb = Mailbox::default();
         let mut out = BytesMut::new();
-        c.inflight = 3;
+        (c.inflight, c.qos1) = (3, 2);
         c.push_pending(1, 1, Outcome::Accepted, 1);
         c.push_pending(2, 1, Outcome::Accepted, 0);
         c.push_pending(3, 2, Outcome::Accepted, 1);

@@ -232,6 +232,8 @@ async fn accept(
 
 async fn forward(shard: Rc<Shard>, mut fwd: Forwarder, shared: Arc<Shared>) {
     let mut stop = shared.stop.clone();
+    // When the last connection was seen gone during a shutdown.
+    let mut alone_since: Option<tokio::time::Instant> = None;
     loop {
         let (did, held) = fwd.pass(&shard);
         if did {
@@ -241,8 +243,18 @@ async fn forward(shard: Rc<Shard>, mut fwd: Forwarder, shared: Arc<Shared>) {
         }
         // Acquire: pairs with the connections' Release on the way out, so
         // what they handed off is visible to `idle`.
-        if *stop.borrow() && shared.live.load(Ordering::Acquire) == 0 && fwd.idle() {
-            return;
+        if *stop.borrow() && shared.live.load(Ordering::Acquire) == 0 {
+            if fwd.idle() {
+                return;
+            }
+            // Records held for a partition that stays full (a consumer
+            // that does not read): waited for as long as connections wait.
+            let since = *alone_since.get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() >= shared.config.drain_timeout {
+                fwd.abandon(&shard);
+                tracing::warn!("shutdown: records for a full partition given up (abandoned)");
+                return;
+            }
         }
         let nap = if held {
             Duration::from_millis(1)

@@ -110,6 +110,37 @@ impl Sessions {
         }
     }
 
+    /// A client id no session holds, for a client that sent none, taken
+    /// for connection `conn` under the same lock (a clean session).
+    pub(crate) fn claim_fresh(&self, conn: u64) -> (String, Claim) {
+        let mut map = self.lock();
+        let mut id = format!("telering-{conn}");
+        let mut k = 0u32;
+        while map.contains_key(&id) {
+            k += 1;
+            id = format!("telering-{conn}-{k}");
+        }
+        let kick = Arc::new(Notify::new());
+        self.live.fetch_add(1, Ordering::Relaxed);
+        map.insert(
+            id.clone(),
+            Entry {
+                owner: Some(Owner {
+                    conn,
+                    kick: kick.clone(),
+                }),
+                qos2: HashSet::new(),
+                expires: None,
+            },
+        );
+        let claim = Claim {
+            session_present: false,
+            qos2: HashSet::new(),
+            kick,
+        };
+        (id, claim)
+    }
+
     /// The end of connection `conn`: keeps its session for `expiry_s`
     /// seconds (`u32::MAX`: never; 0: not at all), unless a newer
     /// connection holds the id already.

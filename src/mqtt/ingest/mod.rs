@@ -601,6 +601,17 @@ impl Shard {
         true
     }
 
+    /// Gives up the records of `m` not published yet (a shutdown ran out
+    /// of time while their partition was full): counted as abandoned; the
+    /// message was never acknowledged.
+    pub(crate) fn abandon(&self, m: &Routed) {
+        let left = m.targets[m.next.min(m.targets.len())..]
+            .iter()
+            .flatten()
+            .count();
+        self.stats().abandoned(left as u64);
+    }
+
     /// Wakes the forwarders of the shards this one handed records to since
     /// the last call: once per batch of packets, not per record.
     pub(crate) fn wake_peers(&self) {
@@ -711,6 +722,21 @@ impl Forwarder {
             held_any |= !self.held[src].is_empty() || !self.held_verdicts[src].is_empty();
         }
         (did, held_any)
+    }
+
+    /// Gives up what is held back (a shutdown ran out of time while a
+    /// partition was full): records counted as abandoned, verdicts dropped
+    /// (their connections are gone).
+    pub(crate) fn abandon(&mut self, shard: &Shard) {
+        let n: usize = self
+            .held
+            .iter_mut()
+            .map(|h| h.drain(..).filter(|f| !f.barrier).count())
+            .sum();
+        shard.stats().abandoned(n as u64);
+        for h in &mut self.held_verdicts {
+            h.clear();
+        }
     }
 
     /// Whether every incoming ring is empty and nothing is held back.

@@ -20,6 +20,7 @@ pub(crate) struct ShardStats {
     wills: AtomicU64,
     duplicates: AtomicU64,
     forwarded: AtomicU64,
+    abandoned: AtomicU64,
 }
 
 const _: () = assert!(Reason::ALL.len() <= 16);
@@ -54,6 +55,9 @@ impl ShardStats {
     }
     pub(crate) fn forwarded(&self) {
         bump(&self.forwarded, 1);
+    }
+    pub(crate) fn abandoned(&self, n: u64) {
+        bump(&self.abandoned, n);
     }
 }
 
@@ -96,14 +100,16 @@ impl IngestStats {
             wills: sum(&|s| &s.wills),
             duplicates: sum(&|s| &s.duplicates),
             forwarded: sum(&|s| &s.forwarded),
+            abandoned: sum(&|s| &s.abandoned),
         }
     }
 }
 
 /// A snapshot of [`IngestStats`]. Always `received == accepted +
 /// dead_lettered`; each accepted message becomes one record (two for
-/// `reading`), of which `rejected` were refused by a full `Reject` topic, so
-/// `records + rejected` is the number of records attempted.
+/// `reading`), of which `rejected` were refused by a full `Reject` topic and
+/// `abandoned` given up at shutdown, so `records + rejected + abandoned` is
+/// the number of records attempted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct IngestSnapshot {
     /// Messages read (PUBLISH packets, and the wills of connections that
@@ -129,4 +135,8 @@ pub struct IngestSnapshot {
     /// Records handed from the shard that read them to the shard that owns
     /// their partition.
     pub forwarded: u64,
+    /// Records still waiting for room in a full `Block` partition when a
+    /// shutdown's drain timeout ran out (their messages were never
+    /// acknowledged). 0 unless a consumer stalled through the shutdown.
+    pub abandoned: u64,
 }
