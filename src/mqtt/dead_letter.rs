@@ -13,7 +13,7 @@ pub const DEAD_LETTER_PAYLOAD_BYTES: usize = 1024;
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct DeadLetter {
-    /// When the bridge received it, µs since the Unix epoch.
+    /// When the server received it, µs since the Unix epoch.
     pub received_us: u64,
     /// Original payload length in bytes.
     pub payload_len: u32,

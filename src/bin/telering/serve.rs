@@ -97,7 +97,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             next_line += Duration::from_secs(args.every);
         }
         if !session.server().is_running() {
-            return Err("the MQTT bridge stopped unexpectedly".into());
+            return Err("an MQTT ingest shard stopped unexpectedly".into());
         }
     }
     eprintln!(

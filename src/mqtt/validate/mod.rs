@@ -6,12 +6,12 @@
 //! - `sensors/<device>/reading`: JSON `{"ts": .., "temperature": .., "humidity": ..}`
 //!   (`ts` optional).
 //!
-//! Anything else is refused with a [`Reason`]; the bridge sends it to the
+//! Anything else is refused with a [`Reason`]; the ingest stage sends it to the
 //! dead-letter topic with its raw payload.
 //!
 //! # Fast path and serde_json fallback
 //!
-//! Validation runs for every message on the bridge thread, so a JSON
+//! Validation runs for every message on the ingest shard that read it, so a JSON
 //! payload is first read by a small byte-level parser for the two object
 //! shapes above (`fast::fields`, no allocation). It gives an answer only
 //! where it is certain to agree with serde_json, and otherwise steps aside:
