@@ -42,10 +42,12 @@
 //! **Latency**: the simulator at a fixed total rate (`--latency-rate`,
 //! QoS 1) into telering with the configuration's consumer fetch settings
 //! (`[consumers] fetch_min`, `fetch_max_wait_ms`: up to that long added
-//! while a poll gathers records), into the same telering with
-//! `fetch_min = 1, fetch_max_wait_ms = 0`, and into mosquitto, interleaved;
-//! each system's rounds in one histogram. Targets: telering's p50 and p99
-//! each ≤ mosquitto's.
+//! while a poll gathers records), into a telering whose consumers fetch
+//! with `--latency-fetch` (default `fetch_min = 1, fetch_max_wait_ms = 0`),
+//! and into mosquitto, interleaved; each system's rounds in one histogram,
+//! with each system's CPU per message at that rate. Targets: telering's
+//! p50 and p99 each ≤ mosquitto's. `--compare-fetch` runs the fetch
+//! variants in the throughput rounds too.
 //!
 //! Exit status 1 when a system failed, lost messages or miscounted; missed
 //! targets are reported, not failures.
@@ -65,12 +67,12 @@ use std::time::Duration;
 
 use clap::Parser;
 use hdrhistogram::Histogram;
-use telering::mqtt::config::MAX_SHARDS;
+use telering::mqtt::config::{MAX_FETCH_WAIT_MS, MAX_SHARDS};
 use telering::mqtt::ServerConfig;
 use telering_sim::{self as sim, Rate};
 
 use report::{fmt_rate, LatencyPhase, LatencySystem, Phase, Report, RunResult};
-use systems::{run_once, Kind, Payload, Plan, Started, Sut, SystemId};
+use systems::{run_once, Fetch, Kind, Payload, Plan, Started, Sut, SystemId};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -111,17 +113,19 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Payload::Json)]
     format: Payload,
     /// Throughput runs per system and QoS, interleaved (the order rotates
-    /// each round); each system's run with the median rate is reported
-    /// [default: 3; 1 with --quick].
+    /// each round, so with as many rounds as systems each system runs in
+    /// every position once); each system's run with the median rate is
+    /// reported [default: 4; 1 with --quick].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=20))]
     rounds: Option<u64>,
     /// Total rate of the latency run, msg/s; 0 skips it.
     #[arg(long, default_value_t = 20_000.0)]
     latency_rate: f64,
-    /// Seconds per system and round of the latency run [default: 2; 0.5 with --quick].
+    /// Seconds per system and round of the latency run [default: 1.5; 0.5 with --quick].
     #[arg(long)]
     latency_seconds: Option<f64>,
-    /// Rounds of the latency run [default: 2; 1 with --quick].
+    /// Rounds of the latency run, interleaved like the throughput rounds
+    /// [default: 3; 1 with --quick].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=20))]
     latency_rounds: Option<u64>,
     /// QoS of the latency run.
@@ -131,6 +135,15 @@ struct Args {
     /// as the default configuration's `shards = 0`].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_SHARDS as u64))]
     latency_shards: Option<u64>,
+    /// Consumer fetch settings `FETCH_MIN:FETCH_MAX_WAIT_MS` of the latency
+    /// run's further telering instances (comma-separated), each run beside
+    /// telering with the configuration's `[consumers]` settings.
+    #[arg(long, value_delimiter = ',', default_value = "1:0", value_parser = parse_fetch)]
+    latency_fetch: Vec<Fetch>,
+    /// Also run the `--latency-fetch` instances in the throughput runs
+    /// (their CPU per message at full speed, beside the others).
+    #[arg(long)]
+    compare_fetch: bool,
     /// Only the latency run.
     #[arg(long, conflicts_with = "no_latency")]
     latency_only: bool,
@@ -171,6 +184,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `FETCH_MIN:FETCH_MAX_WAIT_MS`, within the configuration's limits.
+fn parse_fetch(s: &str) -> Result<Fetch, String> {
+    let (min, wait) = s.split_once(':').ok_or(format!(
+        "{s:?}: expected FETCH_MIN:FETCH_MAX_WAIT_MS, e.g. 1:0"
+    ))?;
+    let min: usize = min.trim().parse().map_err(|e| format!("{min:?}: {e}"))?;
+    let wait: u64 = wait.trim().parse().map_err(|e| format!("{wait:?}: {e}"))?;
+    if min == 0 || wait > MAX_FETCH_WAIT_MS {
+        return Err(format!(
+            "{s:?}: fetch_min must be at least 1 and fetch_max_wait_ms at most \
+             {MAX_FETCH_WAIT_MS}"
+        ));
+    }
+    Ok((min, wait))
 }
 
 fn seconds(what: &str, s: f64) -> Result<Duration, String> {
@@ -283,7 +312,7 @@ fn run(args: &Args) -> Result<bool, String> {
     if sensors == 0 || args.messages == Some(0) {
         return Err("--sensors and --messages must be at least 1".into());
     }
-    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 });
+    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 4 });
     let mut qos = args.qos.clone();
     qos.sort_unstable();
     qos.dedup();
@@ -302,7 +331,7 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     let latency_seconds = args
         .latency_seconds
-        .unwrap_or(if args.quick { 0.5 } else { 2.0 });
+        .unwrap_or(if args.quick { 0.5 } else { 1.5 });
     seconds("latency-seconds", latency_seconds)?;
     let latency_messages = ((args.latency_rate * latency_seconds).round() as u64).max(1);
     let latency_rounds = args
@@ -314,28 +343,37 @@ fn run(args: &Args) -> Result<bool, String> {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let wanted = |id: &SystemId| args.only.is_empty() || args.only.contains(&id.kind());
 
+    let mut fetches = args.latency_fetch.clone();
+    fetches.dedup();
+    let fetch_variants: Vec<SystemId> = fetches
+        .iter()
+        .map(|&f| SystemId::Telering {
+            shards: latency_shards,
+            fetch: Some(f),
+        })
+        .collect();
     let throughput_ids: Vec<SystemId> = if args.latency_only {
         Vec::new()
     } else {
+        let extra = if args.compare_fetch {
+            &fetch_variants[..]
+        } else {
+            &[]
+        };
         shards
             .iter()
             .map(|&s| SystemId::telering(s))
+            .chain(extra.iter().copied())
             .chain([SystemId::Mosquitto, SystemId::Rumqttd])
             .filter(wanted)
             .collect()
     };
     let latency_ids: Vec<SystemId> = if latency {
-        [
-            SystemId::telering(latency_shards),
-            SystemId::Telering {
-                shards: latency_shards,
-                immediate: true,
-            },
-            SystemId::Mosquitto,
-        ]
-        .into_iter()
-        .filter(wanted)
-        .collect()
+        std::iter::once(SystemId::telering(latency_shards))
+            .chain(fetch_variants.iter().copied())
+            .chain([SystemId::Mosquitto])
+            .filter(wanted)
+            .collect()
     } else {
         Vec::new()
     };
@@ -366,10 +404,13 @@ fn run(args: &Args) -> Result<bool, String> {
         }
     }
     eprintln!(
-        "mqtt-bench: {sensors} sensors, {} payloads, {cores} cores; throughput at QoS {:?} \
-         ({rounds} round(s)); latency {}",
+        "mqtt-bench: {sensors} sensors, {} payloads, {cores} cores; throughput {}; latency {}",
         args.format.name(),
-        if args.latency_only { &[][..] } else { &qos[..] },
+        if throughput_ids.is_empty() {
+            "skipped".to_owned()
+        } else {
+            format!("at QoS {qos:?}, {rounds} round(s)")
+        },
         if latency {
             format!(
                 "at {} msg/s, QoS {}, {latency_rounds} round(s) of {latency_messages} messages",

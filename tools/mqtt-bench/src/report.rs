@@ -102,6 +102,8 @@ pub struct SystemResult {
     pub rounds_msg_per_s: Vec<f64>,
     /// System CPU per message of every round, µs, in order.
     pub rounds_cpu_us_per_msg: Vec<f64>,
+    /// Simulator CPU per message sent of every round, µs, in order.
+    pub rounds_sim_cpu_us_per_msg: Vec<f64>,
     /// System CPU per message over all rounds together, µs.
     pub all_rounds_cpu_us_per_msg: f64,
     /// The system's thread groups over all rounds, µs per message.
@@ -117,6 +119,7 @@ impl SystemResult {
     pub fn of(runs: Vec<RunResult>) -> Option<Self> {
         let rounds_msg_per_s: Vec<f64> = runs.iter().map(|r| r.msg_per_s).collect();
         let rounds_cpu_us_per_msg = runs.iter().map(|r| r.system_cpu_us_per_msg).collect();
+        let rounds_sim_cpu_us_per_msg = runs.iter().map(|r| r.sim_cpu_us_per_msg).collect();
         let all_received = runs.iter().all(|r| r.lost == 0);
         let round_problems = problems_of(&runs);
         let (cpu, n) = merged_cpu(&runs);
@@ -127,6 +130,7 @@ impl SystemResult {
             run: sorted.swap_remove(mid),
             rounds_msg_per_s,
             rounds_cpu_us_per_msg,
+            rounds_sim_cpu_us_per_msg,
             all_rounds_cpu_us_per_msg: cpu::us_per_msg(cpu.system_s, n),
             all_rounds_threads_us_per_msg: cpu
                 .system_threads
@@ -244,13 +248,13 @@ impl Target {
         };
         let mut s = match (self.ratio, self.margin) {
             (Some(r), Some(m)) => format!(
-                "{what:<52} {r:>6.2}x  target >= {:.2}x  {} by {:+.1}%",
+                "{what:<56} {r:>6.2}x  target >= {:.2}x  {} by {:+.1}%",
                 self.target,
                 if r >= self.target { "MET" } else { "MISSED" },
                 100.0 * m
             ),
             _ => format!(
-                "{what:<52} {:>6}   target >= {:.2}x  not measured",
+                "{what:<56} {:>6}   target >= {:.2}x  not measured",
                 "-", self.target
             ),
         };
@@ -260,6 +264,25 @@ impl Target {
         }
         s
     }
+}
+
+/// The highest msg/s ratio telering could show against `peer` on these
+/// cores if it used no CPU at all, when the runs are CPU-bound: each round's
+/// (peer's simulator + server CPU per message) over telering's simulator
+/// CPU per message, the median over rounds.
+fn ceiling(tel: &SystemResult, peer: &SystemResult) -> Option<f64> {
+    let t = &tel.rounds_sim_cpu_us_per_msg;
+    let (ps, pc) = (&peer.rounds_sim_cpu_us_per_msg, &peer.rounds_cpu_us_per_msg);
+    if t.len() != ps.len() {
+        return None;
+    }
+    let v: Vec<f64> = t
+        .iter()
+        .zip(ps.iter().zip(pc))
+        .filter(|(t, _)| **t > 0.0)
+        .map(|(t, (s, c))| round3((s + c) / t))
+        .collect();
+    median(&v)
 }
 
 /// The throughput comparison at one QoS.
@@ -278,6 +301,13 @@ pub struct Phase {
     /// `telering_over_rumqttd` >= 2 means telering uses at most half of
     /// bare rumqttd's CPU per message.
     pub cpu_ratios: BTreeMap<String, BTreeMap<&'static str, Option<f64>>>,
+    /// Per telering instance: the highest msg/s ratio it could show
+    /// against each peer here if it used no CPU at all, the simulator
+    /// sharing the cores ([`ceiling`]); a msg/s target above it cannot be
+    /// met on this machine.
+    pub msg_per_s_ceilings: BTreeMap<String, BTreeMap<&'static str, Option<f64>>>,
+    /// The simulator's CPU per message sent, µs, in each system's median run.
+    pub sim_cpu_us_per_msg: BTreeMap<String, f64>,
     pub targets: Vec<Target>,
     pub all_received: bool,
     /// The systems in table order.
@@ -306,6 +336,7 @@ impl Phase {
         let mut targets = Vec::new();
         let mut ratios = BTreeMap::new();
         let mut cpu_ratios = BTreeMap::new();
+        let mut msg_per_s_ceilings = BTreeMap::new();
         for id in order
             .iter()
             .filter(|i| matches!(i, SystemId::Telering { .. }))
@@ -341,7 +372,21 @@ impl Phase {
                     ("telering_over_mosquitto", cpu_m),
                 ]),
             );
+            let c = |p: &Option<(String, &SystemResult)>| {
+                p.as_ref().and_then(|(_, x)| ceiling(tel.1, x))
+            };
+            msg_per_s_ceilings.insert(
+                key.clone(),
+                BTreeMap::from([
+                    ("telering_over_rumqttd", c(&rumqttd)),
+                    ("telering_over_mosquitto", c(&mosquitto)),
+                ]),
+            );
         }
+        let sim_cpu_us_per_msg = systems
+            .iter()
+            .map(|(k, x)| (k.clone(), x.run.sim_cpu_us_per_msg))
+            .collect();
         let all_received = systems.values().all(|x| x.all_received);
         Self {
             qos,
@@ -351,6 +396,8 @@ impl Phase {
             systems,
             ratios,
             cpu_ratios,
+            msg_per_s_ceilings,
+            sim_cpu_us_per_msg,
             targets,
             all_received,
             order,
@@ -563,11 +610,9 @@ pub fn fmt_rate(r: f64) -> String {
     out
 }
 
-const W: usize = 23;
-
-fn header(s: &mut String, last: &str) {
+fn header(s: &mut String, w: usize, last: &str) {
     let line = format!(
-        "{:<W$} {:>9} {:>17} {:>5} {:>7} {:>7} {:>7} {:>8} {:>7} {:>9} {:>7}  {last}",
+        "{:<w$} {:>9} {:>17} {:>5} {:>7} {:>7} {:>7} {:>8} {:>7} {:>9} {:>7}  {last}",
         "system",
         "msg/s",
         "received / sent",
@@ -586,6 +631,7 @@ fn header(s: &mut String, last: &str) {
 #[allow(clippy::too_many_arguments)]
 fn row(
     s: &mut String,
+    w: usize,
     label: &str,
     rate: f64,
     received: u64,
@@ -597,7 +643,7 @@ fn row(
     last: &str,
 ) {
     let line = format!(
-        "{label:<W$} {:>9} {:>17} {lost:>5} {:>7} {:>7} {:>7} {:>8} {:>7} {:>9} {cpu:>7.2}  {last}",
+        "{label:<w$} {:>9} {:>17} {lost:>5} {:>7} {:>7} {:>7} {:>8} {:>7} {:>9} {cpu:>7.2}  {last}",
         fmt_rate(rate),
         format!("{received} / {sent}"),
         l.p50,
@@ -610,7 +656,7 @@ fn row(
     let _ = writeln!(s, "{}", line.trim_end());
 }
 
-fn phase_table(s: &mut String, p: &Phase) {
+fn phase_table(s: &mut String, w: usize, p: &Phase) {
     let what = match (p.messages_per_system, p.duration_s) {
         (Some(m), _) => format!("{m} messages per system and round"),
         (None, Some(d)) => format!("{d} s per system and round"),
@@ -622,12 +668,13 @@ fn phase_table(s: &mut String, p: &Phase) {
          median-rate run (CPU/msg: server CPU us per message) ==\n",
         p.qos, p.rounds
     );
-    header(s, "");
+    header(s, w, "");
     for id in &p.order {
         let x = &p.systems[&id.key()];
         let r = &x.run;
         row(
             s,
+            w,
             &id.label(),
             r.msg_per_s,
             r.received,
@@ -651,7 +698,7 @@ fn phase_table(s: &mut String, p: &Phase) {
                 .collect();
             let _ = writeln!(
                 s,
-                "  {:<W$} {} | {}",
+                "  {:<w$} {} | {}",
                 id.label(),
                 v.join(", "),
                 c.join(", ")
@@ -673,8 +720,36 @@ fn phase_table(s: &mut String, p: &Phase) {
         if let Some(Some(v)) = m.get("telering_over_mosquitto") {
             let _ = writeln!(
                 s,
-                "  {:<52} {v:>6.2}x  (no target)",
+                "  {:<56} {v:>6.2}x  (no target)",
                 format!("mosquitto's CPU/msg over {k}'s")
+            );
+        }
+    }
+    let sims: Vec<String> = p
+        .order
+        .iter()
+        .map(|id| format!("{} {:.2}", id.label(), p.sim_cpu_us_per_msg[&id.key()]))
+        .collect();
+    if !sims.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nthe simulator shares the cores; its CPU per message sent (us, median runs): {}",
+            sims.join(", ")
+        );
+    }
+    for (k, m) in &p.msg_per_s_ceilings {
+        let v: Vec<String> = m
+            .iter()
+            .filter_map(|(peer, x)| {
+                x.map(|x| format!("{:.2}x {}", x, peer.trim_start_matches("telering_over_")))
+            })
+            .collect();
+        if !v.is_empty() {
+            let _ = writeln!(
+                s,
+                "  msg/s ceiling for {k} with zero server CPU (peer's simulator + server CPU/msg \
+                 over {k}'s simulator CPU/msg; valid when CPU-bound): {}",
+                v.join(", ")
             );
         }
     }
@@ -691,7 +766,7 @@ fn phase_table(s: &mut String, p: &Phase) {
             .collect();
         let _ = writeln!(
             s,
-            "  {:<W$} {:.2} = {}",
+            "  {:<w$} {:.2} = {}",
             id.label(),
             x.all_rounds_cpu_us_per_msg,
             v.join(" + ")
@@ -704,7 +779,7 @@ fn phase_table(s: &mut String, p: &Phase) {
     );
     for id in &p.order {
         let c = &p.systems[&id.key()].run.cpu;
-        let _ = writeln!(s, "  {:<W$} {:.2} s: {}", id.label(), c.wall_s, c.line());
+        let _ = writeln!(s, "  {:<w$} {:.2} s: {}", id.label(), c.wall_s, c.line());
     }
     let _ = writeln!(s, "\nchecks (every round):");
     for id in &p.order {
@@ -736,11 +811,11 @@ fn phase_table(s: &mut String, p: &Phase) {
         for p in &x.round_problems {
             let _ = write!(line, "; PROBLEM: {p}");
         }
-        let _ = writeln!(s, "  {:<W$} {line}", id.label());
+        let _ = writeln!(s, "  {:<w$} {line}", id.label());
     }
 }
 
-fn latency_table(s: &mut String, p: &LatencyPhase) {
+fn latency_table(s: &mut String, w: usize, p: &LatencyPhase) {
     let _ = writeln!(
         s,
         "\n== latency, QoS {}: {} msg/s in total, {} messages per system and round, {} \
@@ -751,7 +826,7 @@ fn latency_table(s: &mut String, p: &LatencyPhase) {
         p.messages_per_run,
         p.rounds
     );
-    header(s, "consumer fetch");
+    header(s, w, "consumer fetch");
     for id in &p.order {
         let x = &p.systems[&id.key()];
         let fetch = x.fetch.map_or(String::new(), |(min, wait)| {
@@ -759,6 +834,7 @@ fn latency_table(s: &mut String, p: &LatencyPhase) {
         });
         row(
             s,
+            w,
             &id.label(),
             x.msg_per_s,
             x.received,
@@ -779,7 +855,7 @@ fn latency_table(s: &mut String, p: &LatencyPhase) {
                 .iter()
                 .map(|l| format!("{} / {}", l.p50, l.p99))
                 .collect();
-            let _ = writeln!(s, "  {:<W$} {}", id.label(), v.join(", "));
+            let _ = writeln!(s, "  {:<w$} {}", id.label(), v.join(", "));
         }
     }
     let _ = writeln!(
@@ -792,7 +868,7 @@ fn latency_table(s: &mut String, p: &LatencyPhase) {
     for t in &p.targets {
         let _ = writeln!(
             s,
-            "  {:<24} {} {:>7} us vs mosquitto {:>7} us  ({:.2}x)  {}",
+            "  {:<w$} {} {:>7} us vs mosquitto {:>7} us  ({:.2}x)  {}",
             t.telering,
             t.percentile,
             t.telering_us,
@@ -814,7 +890,7 @@ fn latency_table(s: &mut String, p: &LatencyPhase) {
             .collect();
         let _ = writeln!(
             s,
-            "  {:<W$} {:.2} = {}",
+            "  {:<w$} {:.2} = {}",
             id.label(),
             x.cpu_us_per_msg,
             v.join(" + ")
@@ -831,7 +907,7 @@ fn latency_table(s: &mut String, p: &LatencyPhase) {
         for p in &x.round_problems {
             let _ = write!(line, "; PROBLEM: {p}");
         }
-        let _ = writeln!(s, "  {:<W$} {line}", id.label());
+        let _ = writeln!(s, "  {:<w$} {line}", id.label());
     }
 }
 
@@ -851,11 +927,22 @@ pub fn table(r: &Report) -> String {
     for (k, why) in r.skipped.iter().chain(&r.failed) {
         let _ = writeln!(s, "{k}: {why}");
     }
+    // The label column fits the longest label.
+    let w = r
+        .throughput
+        .values()
+        .flat_map(|p| &p.order)
+        .chain(r.latency.iter().flat_map(|l| &l.order))
+        .map(|id| id.label().len())
+        .chain(r.telering_final.keys().map(String::len))
+        .max()
+        .unwrap_or(0)
+        .max(16);
     for p in r.throughput.values() {
-        phase_table(&mut s, p);
+        phase_table(&mut s, w, p);
     }
     if let Some(l) = &r.latency {
-        latency_table(&mut s, l);
+        latency_table(&mut s, w, l);
     }
     if !r.telering_final.is_empty() {
         let _ = writeln!(s, "\ntelering at shutdown (cumulative over all runs):");
@@ -863,7 +950,7 @@ pub fn table(r: &Report) -> String {
     for (k, f) in &r.telering_final {
         let _ = writeln!(
             s,
-            "  {k:<W$} endpoint received {}, records {} ({} forwarded), handled {:?}, missed \
+            "  {k:<w$} endpoint received {}, records {} ({} forwarded), handled {:?}, missed \
              {:?}, panics {}; {}",
             f.ingest.received,
             f.ingest.records,
@@ -889,7 +976,7 @@ mod tests {
             msg_per_s: rate,
             span_s: 1.0,
             system_cpu_us_per_msg: cpu,
-            sim_cpu_us_per_msg: 0.0,
+            sim_cpu_us_per_msg: 3.0,
             latency_us: Latency::default(),
             no_ts: 0,
             sim: SimSummary {
@@ -964,10 +1051,15 @@ mod tests {
             p.ratios["telering-1shard"]["telering_over_mosquitto"],
             Some(6.0)
         );
+        // (rumqttd's simulator 3 + rumqttd 3 us/msg) over telering's simulator 3.
+        assert_eq!(
+            p.msg_per_s_ceilings["telering-1shard"]["telering_over_rumqttd"],
+            Some(2.0)
+        );
         assert!(p.ok());
         let text = {
             let mut s = String::new();
-            phase_table(&mut s, &p);
+            phase_table(&mut s, 16, &p);
             s
         };
         assert!(text.contains("MISSED"), "{text}");

@@ -22,9 +22,8 @@ const QUIET: Duration = Duration::from_secs(3);
 /// Longest wait for the consumer side after the simulator is done.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
-/// The consumers' fetch settings of the latency run's second telering:
-/// `fetch_min = 1`, `fetch_max_wait_ms = 0` (every record at once).
-pub const IMMEDIATE_FETCH: (usize, u64) = (1, 0);
+/// Consumer fetch settings: `fetch_min`, `fetch_max_wait_ms`.
+pub type Fetch = (usize, u64);
 
 /// A kind of system (`--only`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -37,12 +36,12 @@ pub enum Kind {
 /// One system under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SystemId {
-    /// telering with `ingest.shards = shards`; `immediate`: its consumers
-    /// fetch with [`IMMEDIATE_FETCH`] instead of the configuration's
-    /// `[consumers] fetch_min` / `fetch_max_wait_ms`.
+    /// telering with `ingest.shards = shards`; its consumers fetch with
+    /// `fetch` instead of the configuration's `[consumers] fetch_min` /
+    /// `fetch_max_wait_ms` when it is set.
     Telering {
         shards: usize,
-        immediate: bool,
+        fetch: Option<Fetch>,
     },
     Mosquitto,
     Rumqttd,
@@ -52,7 +51,7 @@ impl SystemId {
     pub fn telering(shards: usize) -> Self {
         SystemId::Telering {
             shards,
-            immediate: false,
+            fetch: None,
         }
     }
 
@@ -65,13 +64,18 @@ impl SystemId {
     }
 
     /// The name in the JSON: `telering-1shard`, `telering-2shards`,
-    /// `telering-2shards-fetch1`, `mosquitto`, `rumqttd`.
+    /// `telering-2shards-fetch1` (fetch_min 1, fetch_max_wait_ms 0),
+    /// `telering-2shards-fetch16-1ms`, `mosquitto`, `rumqttd`.
     pub fn key(self) -> String {
         match self {
-            SystemId::Telering { shards, immediate } => format!(
+            SystemId::Telering { shards, fetch } => format!(
                 "telering-{shards}shard{}{}",
                 if shards == 1 { "" } else { "s" },
-                if immediate { "-fetch1" } else { "" }
+                match fetch {
+                    None => String::new(),
+                    Some((min, 0)) => format!("-fetch{min}"),
+                    Some((min, wait)) => format!("-fetch{min}-{wait}ms"),
+                }
             ),
             SystemId::Mosquitto => "mosquitto".to_owned(),
             SystemId::Rumqttd => "rumqttd".to_owned(),
@@ -91,8 +95,10 @@ impl SystemId {
     /// telering's connection affinity sees each device's own partition.
     fn prefix(self) -> String {
         match self {
-            SystemId::Telering { shards, immediate } => {
-                format!("t{shards}{}", if immediate { "i" } else { "" })
+            // Fetch variants run on instances of their own: their prefix
+            // need not differ.
+            SystemId::Telering { shards, fetch } => {
+                format!("t{shards}{}", if fetch.is_some() { "f" } else { "" })
             }
             SystemId::Mosquitto => "mo".to_owned(),
             SystemId::Rumqttd => "ru".to_owned(),
@@ -152,11 +158,8 @@ impl Sut {
     /// each message at the QoS it was published with (QoS 0 stays 0).
     pub fn start(id: SystemId, mosquitto: Option<&Path>) -> Result<Self, String> {
         Ok(match id {
-            SystemId::Telering { shards, immediate } => {
-                Sut::Telering(Box::new(Telering::start(Setup {
-                    shards,
-                    fetch: immediate.then_some(IMMEDIATE_FETCH),
-                })?))
+            SystemId::Telering { shards, fetch } => {
+                Sut::Telering(Box::new(Telering::start(Setup { shards, fetch })?))
             }
             SystemId::Mosquitto => {
                 let bin = mosquitto.ok_or("mosquitto is not installed")?;
@@ -374,14 +377,19 @@ mod tests {
         assert_eq!(SystemId::telering(2).key(), "telering-2shards");
         let i = SystemId::Telering {
             shards: 2,
-            immediate: true,
+            fetch: Some((1, 0)),
         };
         assert_eq!(i.key(), "telering-2shards-fetch1");
+        let w = SystemId::Telering {
+            shards: 1,
+            fetch: Some((16, 1)),
+        };
+        assert_eq!(w.key(), "telering-1shard-fetch16-1ms");
         assert_eq!(SystemId::Rumqttd.label(), "rumqttd (bare)");
         // The longest client id a run makes fits a device id.
         let big = SystemId::Telering {
             shards: 256,
-            immediate: true,
+            fetch: Some((1, 0)),
         };
         let id = format!("{}q1r19-{}", big.prefix(), 99_999);
         assert!(id.len() <= sim::MAX_DEVICE_ID_LEN, "{id}");
