@@ -336,7 +336,7 @@ fn run(args: &Args) -> Result<bool, String> {
     let latency_messages = ((args.latency_rate * latency_seconds).round() as u64).max(1);
     let latency_rounds = args
         .latency_rounds
-        .unwrap_or(if args.quick { 1 } else { 2 });
+        .unwrap_or(if args.quick { 1 } else { 3 });
     let latency_shards = args
         .latency_shards
         .map_or_else(|| ServerConfig::default().shards(), |s| s as usize);
