@@ -97,6 +97,45 @@ fn block_publish_read_wraps_in(layout: SlotLayout) {
     assert_eq!(r.missed(), 0);
 }
 
+/// 1b. `try_publish` under `Block`, capacity 2, 4 records: the writer never
+///     waits inside the ring; a full ring hands the record back (not
+///     counted as rejected) and the writer retries after yielding, as the
+///     ingest shards do. The reader sees every record once, in order.
+#[test]
+fn block_try_publish_hands_back_and_wraps() {
+    for layout in LAYOUTS {
+        model(move || block_try_publish_in(layout));
+    }
+}
+
+fn block_try_publish_in(layout: SlotLayout) {
+    let (mut w, mut r) = spsc_with::<u64>(2, OverflowPolicy::Block, layout).unwrap();
+    let writer = thread::spawn(move || {
+        for i in 0..4 {
+            let mut v = i;
+            loop {
+                match w.try_publish(v) {
+                    Ok(o) => {
+                        assert_eq!(o, i);
+                        break;
+                    }
+                    Err(PublishError::Full(back)) => {
+                        v = back;
+                        thread::yield_now();
+                    }
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+        }
+        w
+    });
+    let out = read_exactly(&mut r, 4, 4);
+    assert_eq!(out, [0, 1, 2, 3]);
+    let w = writer.join().unwrap();
+    assert_eq!(w.ring().published(), 4);
+    assert_eq!(w.ring().rejected(), 0);
+}
+
 /// 2. Batch publishes (`publish_slice` split into one-ring claims, then
 ///    `publish_with`) wrapping around under `Block`.
 #[test]
