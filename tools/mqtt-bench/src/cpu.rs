@@ -183,6 +183,43 @@ fn ms(s: f64) -> f64 {
     (s * 1e3).round() / 1e3
 }
 
+/// CPU seconds used so far by the threads `owned` of this process and by
+/// every thread of the processes `external` (ns resolution).
+fn used_s(owned: &HashSet<u32>, external: &[u32], buf: &mut Vec<((u32, u32), String, u64)>) -> f64 {
+    buf.clear();
+    tasks_of(std::process::id(), buf);
+    buf.retain(|((_, tid), _, _)| owned.contains(tid));
+    for &pid in external {
+        tasks_of(pid, buf);
+    }
+    buf.iter().map(|(_, _, ns)| *ns).sum::<u64>() as f64 / 1e9
+}
+
+/// Waits until the system (threads `owned` of this process, processes
+/// `external`) uses less than `share` of one core over `window`, at most
+/// `limit`; returns how long that took. A broker that still works after
+/// its last message was delivered (mosquitto frees what a QoS 1 run
+/// queued) would otherwise use the next system's run.
+pub fn settle(
+    owned: &HashSet<u32>,
+    external: &[u32],
+    window: Duration,
+    share: f64,
+    limit: Duration,
+) -> Duration {
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let mut last = used_s(owned, external, &mut buf);
+    loop {
+        std::thread::sleep(window);
+        let now = used_s(owned, external, &mut buf);
+        if now - last < share * window.as_secs_f64() || start.elapsed() >= limit {
+            return start.elapsed();
+        }
+        last = now;
+    }
+}
+
 /// Samples CPU until [`Monitor::finish`].
 pub struct Monitor {
     stop: Arc<AtomicBool>,
@@ -375,6 +412,19 @@ mod tests {
         assert_eq!(group("42"), "42");
         let line = "12 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20";
         assert_eq!(stat_cpu_s(line), Some(3.0));
+    }
+
+    #[test]
+    fn an_idle_system_settles_at_once() {
+        let owned = HashSet::from([u32::MAX]);
+        let d = settle(
+            &owned,
+            &[],
+            Duration::from_millis(10),
+            0.05,
+            Duration::from_secs(1),
+        );
+        assert!(d < Duration::from_millis(500), "{d:?}");
     }
 
     #[test]

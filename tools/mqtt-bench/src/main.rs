@@ -281,13 +281,15 @@ impl Bench {
                 match run_once(s, plan, &format!("{phase}{round}")) {
                     Ok(r) => {
                         eprintln!(
-                            "{:>9} msg/s, {} / {} received, p50 {} us, p99 {} us, {:.2} CPU us/msg",
+                            "{:>9} msg/s, {} / {} received, p50 {} us, p99 {} us, {:.2} CPU us/msg, \
+                             settled in {:.2} s",
                             fmt_rate(r.msg_per_s),
                             r.received,
                             r.sent,
                             r.latency_us.p50,
                             r.latency_us.p99,
-                            r.system_cpu_us_per_msg
+                            r.system_cpu_us_per_msg,
+                            r.settle_s
                         );
                         each(s, &r);
                         runs.entry(s.id).or_default().push(r);

@@ -33,10 +33,15 @@ pub struct RunResult {
     /// Seconds from the first to the last message received.
     pub span_s: f64,
     /// CPU time of the system (its threads and its broker process, not the
-    /// simulator) per message received, µs: robust against other load.
+    /// simulator) per message received, µs, from the simulator's start
+    /// until the system is idle again after the last message: robust
+    /// against other load.
     pub system_cpu_us_per_msg: f64,
     /// CPU time of the simulator per message sent, µs.
     pub sim_cpu_us_per_msg: f64,
+    /// Seconds the system kept working after the consumer side had every
+    /// message (counted in its CPU; the next run starts after it).
+    pub settle_s: f64,
     pub latency_us: Latency,
     /// Messages received without a `ts`.
     pub no_ts: u64,
@@ -774,8 +779,8 @@ fn phase_table(s: &mut String, w: usize, p: &Phase) {
     }
     let _ = writeln!(
         s,
-        "\nCPU while each median run ran (100% = one core; window = simulator start to last \
-         message):"
+        "\nCPU while each median run ran (100% = one core; window = simulator start until \
+         the system is idle after the last message):"
     );
     for id in &p.order {
         let c = &p.systems[&id.key()].run.cpu;
@@ -977,6 +982,7 @@ mod tests {
             span_s: 1.0,
             system_cpu_us_per_msg: cpu,
             sim_cpu_us_per_msg: 3.0,
+            settle_s: 0.0,
             latency_us: Latency::default(),
             no_ts: 0,
             sim: SimSummary {

@@ -22,6 +22,12 @@ const QUIET: Duration = Duration::from_secs(3);
 /// Longest wait for the consumer side after the simulator is done.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
+/// After a run the system counts as idle once it uses less than
+/// `SETTLE_SHARE` of a core over `SETTLE_WINDOW` (at most `SETTLE_LIMIT`).
+const SETTLE_WINDOW: Duration = Duration::from_millis(100);
+const SETTLE_SHARE: f64 = 0.05;
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
+
 /// Consumer fetch settings: `fetch_min`, `fetch_max_wait_ms`.
 pub type Fetch = (usize, u64);
 
@@ -279,6 +285,15 @@ pub fn run_once(started: &mut Started, plan: &Plan, tag: &str) -> Result<RunResu
             wait_until(|| r.count() >= sent, || r.count(), QUIET, DRAIN_LIMIT)
         }
     };
+    // Work the system does after its last message (closing connections,
+    // freeing queues) is its own: measured here, not in the next run.
+    let settle = cpu::settle(
+        &started.threads,
+        &sut.external_pids(),
+        SETTLE_WINDOW,
+        SETTLE_SHARE,
+        SETTLE_LIMIT,
+    );
     let cpu = monitor.finish();
     let rec: Received = sut.recorder().snapshot();
     let (count, rate) = match sut {
@@ -312,6 +327,7 @@ pub fn run_once(started: &mut Started, plan: &Plan, tag: &str) -> Result<RunResu
         span_s: rec.span_s(),
         system_cpu_us_per_msg: cpu::us_per_msg(cpu.system_s, count),
         sim_cpu_us_per_msg: cpu::us_per_msg(cpu.sim_s, sent),
+        settle_s: (settle.as_secs_f64() * 1e3).round() / 1e3,
         latency_us: rec.latency,
         no_ts: rec.no_ts,
         sim,
