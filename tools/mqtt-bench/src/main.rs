@@ -1,7 +1,7 @@
 //! `mqtt-bench`: the MQTT ingest benchmark.
 //!
 //! ```sh
-//! cargo run --release -p mqtt-bench                  # ~1 min on 2 cores
+//! cargo run --release -p mqtt-bench                  # ~50 s on 2 cores
 //! cargo run --release -p mqtt-bench -- --quick       # smoke test, a few seconds
 //! cargo run --release -p mqtt-bench -- --json        # JSON on stdout
 //! cargo run --release -p mqtt-bench -- --latency-only

@@ -23,8 +23,9 @@ const QUIET: Duration = Duration::from_secs(3);
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
 /// After a run the system counts as idle once it uses less than
-/// `SETTLE_SHARE` of a core over `SETTLE_WINDOW` (at most `SETTLE_LIMIT`).
-const SETTLE_WINDOW: Duration = Duration::from_millis(100);
+/// `SETTLE_SHARE` of a core over `SETTLE_WINDOW` (at most `SETTLE_LIMIT`);
+/// one window is added to every run.
+const SETTLE_WINDOW: Duration = Duration::from_millis(50);
 const SETTLE_SHARE: f64 = 0.05;
 const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 
