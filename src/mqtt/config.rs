@@ -285,12 +285,13 @@ mod tests {
         assert_eq!(c.endpoint().listen, c.mqtt.listen);
         assert_eq!(
             (c.consumers.fetch_min, c.consumers.fetch_max_wait_ms),
-            (64, 2)
+            (1, 0)
         );
         // Configs written before the fetch settings existed still load.
         let old = DEFAULT_CONFIG
-            .replace("fetch_min = 64\n", "")
-            .replace("fetch_max_wait_ms = 2\n", "");
+            .replace("fetch_min = 1\n", "")
+            .replace("fetch_max_wait_ms = 0\n", "");
+        assert_ne!(old, DEFAULT_CONFIG);
         let o = ServerConfig::from_toml(&old.replace("layout = \"packed\"\n", "")).unwrap();
         assert_eq!(
             (o.consumers.fetch_min, o.consumers.fetch_max_wait_ms),
@@ -324,8 +325,8 @@ mod tests {
                 .replace("policy = \"block\"", "policy = \"overwrite\""),
             DEFAULT_CONFIG.replace("max_payload = 1024", "max_payload = 100000"),
             DEFAULT_CONFIG.replace("wait = \"park\"", "wait = \"sleep\""),
-            DEFAULT_CONFIG.replace("fetch_min = 64", "fetch_min = 0"),
-            DEFAULT_CONFIG.replace("fetch_max_wait_ms = 2", "fetch_max_wait_ms = 99999"),
+            DEFAULT_CONFIG.replace("fetch_min = 1", "fetch_min = 0"),
+            DEFAULT_CONFIG.replace("fetch_max_wait_ms = 0", "fetch_max_wait_ms = 99999"),
             DEFAULT_CONFIG.replace("listen = \"127.0.0.1:1883\"", "listen = \"nowhere\""),
             DEFAULT_CONFIG.replace("[ingest]", "[ingest]\nbogus = 1"),
             DEFAULT_CONFIG.replace("max_packet_size = 65536", "max_packet_size = 1000"),
