@@ -295,13 +295,15 @@ pub fn decode(
     buf: &mut BytesMut,
     max: usize,
 ) -> Result<Option<Packet>, DecodeError> {
-    if !complete(buf, max)? {
+    // The codecs' own framing check says whether the frame is complete
+    // (an incomplete one is left in `buf`); nothing is checked twice.
+    let Some(&first) = buf.first() else {
         return Ok(None);
-    }
+    };
     // The flag bits of the fixed header (MQTT-2.2.2-2): PUBLISH's are its
     // own (QoS 3 is malformed, MQTT-3.3.1-4); PUBREL, SUBSCRIBE and
     // UNSUBSCRIBE carry 0b0010; every other packet 0.
-    let (kind, flags) = (buf[0] >> 4, buf[0] & 0x0f);
+    let (kind, flags) = (first >> 4, first & 0x0f);
     let ok = match kind {
         3 => flags & 0x06 != 0x06,
         6 | 8 | 10 => flags == 0x02,
@@ -313,14 +315,18 @@ pub fn decode(
         )));
     }
     if version.is_v5() {
-        if buf[0] == 0xe0 && buf[1] == 0 {
+        if buf.len() >= 2 && buf[0] == 0xe0 && buf[1] == 0 {
             buf.advance(2);
             return Ok(Some(Packet::Disconnect {
                 reason: 0,
                 session_expiry: None,
             }));
         }
-        let p = v5::Packet::read(buf, Some(max as u32)).map_err(v5_err)?;
+        let p = match v5::Packet::read(buf, Some(max as u32)) {
+            Ok(p) => p,
+            Err(rumqttc::v5::mqttbytes::Error::InsufficientBytes(_)) => return Ok(None),
+            Err(e) => return Err(v5_err(e)),
+        };
         return Ok(Some(match p {
             v5::Packet::Publish(p) => Packet::Publish {
                 qos: p.qos as u8,
@@ -355,7 +361,11 @@ pub fn decode(
             v5::Packet::Auth(_) => Packet::Unexpected("AUTH"),
         }));
     }
-    let p = v4::Packet::read(buf, max).map_err(v4_err)?;
+    let p = match v4::Packet::read(buf, max) {
+        Ok(p) => p,
+        Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => return Ok(None),
+        Err(e) => return Err(v4_err(e)),
+    };
     Ok(Some(match p {
         v4::Packet::Publish(p) => Packet::Publish {
             qos: p.qos as u8,

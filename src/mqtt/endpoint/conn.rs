@@ -350,9 +350,18 @@ async fn read_connect(
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Writes `bytes` within `limit`; false if the client is gone or too slow.
+/// What the socket takes at once is written without setting up a wait.
 async fn write(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> bool {
+    let done = match stream.try_write(bytes) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(_) => return false,
+    };
+    if done == bytes.len() {
+        return true;
+    }
     matches!(
-        tokio::time::timeout(limit, stream.write_all(bytes)).await,
+        tokio::time::timeout(limit, stream.write_all(&bytes[done..])).await,
         Ok(Ok(()))
     )
 }
@@ -397,15 +406,37 @@ impl Conn<'_> {
         inbuf: &mut BytesMut,
         out: &mut BytesMut,
         mailbox: &Mailbox,
-        kick: &tokio::sync::Notify,
+        kick: &super::sessions::Kick,
         shared: &Shared,
         keep_alive: Option<Duration>,
     ) -> End {
-        let mut stop = shared.stop.clone();
+        let mut stop_rx = shared.stop.clone();
         let mut closing: Option<End> = None;
         let mut last_rx = Instant::now();
+        // Bytes came in since `last_rx` was last set (the clock is read once
+        // per wait, not per read).
+        let mut fresh = false;
+        // Reads done without waiting, in a row.
+        let mut eager = 0u32;
         let mut drain_deadline: Option<Instant> = None;
+        // The futures a waiting connection selects on live across waits:
+        // they register once, not once per packet.
+        let stop = async { stop_rx.wait_for(|s| *s).await.is_ok() };
+        let mut stop = std::pin::pin!(stop);
+        let mut kicked = std::pin::pin!(kick.wait());
+        let mut mail = std::pin::pin!(mailbox.notify.notified());
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        let mut ka_sleep = std::pin::pin!(tokio::time::sleep_until(
+            keep_alive.map_or(far, |k| last_rx + k)
+        ));
         loop {
+            if closing.is_none() {
+                if kick.kicked() {
+                    closing = Some(End::Server(DisconnectReason::SessionTakenOver));
+                } else if *shared.stop.borrow() {
+                    closing = Some(End::Server(DisconnectReason::ServerShuttingDown));
+                }
+            }
             // Retry what could not get in, then decode what is buffered.
             if let Some(mut s) = self.stalled.take() {
                 match self.shard.publish(&mut s.routed, Some(self.ticket())) {
@@ -481,28 +512,53 @@ impl Conn<'_> {
                 && self.stalled.is_none()
                 && !self.window_full()
                 && !has_frame(inbuf, self.max_packet);
-            if !can_read {
+            inbuf.reserve(4096);
+            if can_read {
+                // Bytes already waiting in the socket: read them without
+                // setting up a wait.
+                match stream.try_read_buf(inbuf) {
+                    Ok(0) => return End::Dropped,
+                    Ok(_) => {
+                        fresh = true;
+                        // The shard's other connections and its forwarder
+                        // run on this thread too: let them, now and then.
+                        eager += 1;
+                        if eager % 16 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                        continue;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return End::Dropped,
+                }
+            }
+            if !can_read || fresh {
                 // Time spent not reading does not count against keep-alive.
                 last_rx = Instant::now();
+                fresh = false;
             }
-            let ka_deadline = keep_alive.map(|k| last_rx + k);
-            inbuf.reserve(4096);
             tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s), if closing.is_none() => {
+                _ = &mut stop, if closing.is_none() => {
                     closing = Some(End::Server(DisconnectReason::ServerShuttingDown));
                 }
-                _ = kick.notified(), if closing.is_none() => {
+                _ = &mut kicked, if closing.is_none() => {
                     closing = Some(End::Server(DisconnectReason::SessionTakenOver));
                 }
-                _ = mailbox.notify.notified() => {}
+                _ = &mut mail => mail.set(mailbox.notify.notified()),
                 r = stream.read_buf(inbuf), if can_read => match r {
                     Ok(0) | Err(_) => return End::Dropped,
-                    Ok(_) => last_rx = Instant::now(),
+                    Ok(_) => fresh = true,
                 },
                 _ = tokio::time::sleep(Duration::from_millis(1)), if self.stalled.is_some() => {}
-                _ = sleep_until_opt(ka_deadline), if ka_deadline.is_some() && can_read => {
-                    closing = Some(End::Server(DisconnectReason::KeepAliveTimeout));
+                _ = &mut ka_sleep, if keep_alive.is_some() && can_read => {
+                    // Armed for an earlier deadline: re-arm, or time out.
+                    let due = last_rx + keep_alive.expect("checked");
+                    if Instant::now() >= due {
+                        closing = Some(End::Server(DisconnectReason::KeepAliveTimeout));
+                    } else {
+                        ka_sleep.as_mut().reset(due);
+                    }
                 }
                 _ = sleep_until_opt(drain_deadline), if drain_deadline.is_some() => {}
             }

@@ -8,7 +8,7 @@
 //! message, so one mutex over all shards is enough.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,33 @@ pub const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 
 struct Owner {
     conn: u64,
-    kick: Arc<Notify>,
+    kick: Arc<Kick>,
+}
+
+/// Tells a connection a newer one took its session over: a flag it checks
+/// between reads, and a notification for when it waits.
+#[derive(Default)]
+pub(crate) struct Kick {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Kick {
+    fn kick(&self) {
+        // Relaxed: the flag carries no data; `notify` wakes a waiter.
+        self.flag.store(true, Ordering::Relaxed);
+        self.notify.notify_one();
+    }
+
+    /// Whether the session was taken over.
+    pub(crate) fn kicked(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the session is taken over.
+    pub(crate) async fn wait(&self) {
+        self.notify.notified().await;
+    }
 }
 
 struct Entry {
@@ -45,8 +71,8 @@ pub(crate) struct Sessions {
 pub(crate) struct Claim {
     pub(crate) session_present: bool,
     pub(crate) qos2: HashSet<u16>,
-    /// Notified when a newer connection takes the session over.
-    pub(crate) kick: Arc<Notify>,
+    /// Set when a newer connection takes the session over.
+    pub(crate) kick: Arc<Kick>,
 }
 
 impl Sessions {
@@ -75,9 +101,9 @@ impl Sessions {
                     .and_then(|e| e.owner.as_ref())
                     .map(|o| o.kick.clone());
                 match holder {
-                    Some(kick) if now < deadline => kick.notify_one(),
+                    Some(kick) if now < deadline => kick.kick(),
                     _ => {
-                        let kick = Arc::new(Notify::new());
+                        let kick = Arc::new(Kick::default());
                         let old = map.remove(client_id);
                         if old.as_ref().is_some_and(|e| e.owner.is_some()) {
                             // The holder did not go in time: its entry is replaced.
@@ -120,7 +146,7 @@ impl Sessions {
             k += 1;
             id = format!("telering-{conn}-{k}");
         }
-        let kick = Arc::new(Notify::new());
+        let kick = Arc::new(Kick::default());
         self.live.fetch_add(1, Ordering::Relaxed);
         map.insert(
             id.clone(),
