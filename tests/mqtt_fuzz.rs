@@ -11,6 +11,12 @@
 //! Cases: `PROPTEST_CASES` (default 400 here, so CI stays quick).
 #![cfg(feature = "mqtt")]
 
+mod common;
+mod memory;
+
+use common::{mqtt_str, packet};
+use memory::rss_kib;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,32 +56,6 @@ fn server() -> &'static Server {
         cfg.ingest.shards = 2;
         Server::start(cfg).expect("server starts")
     })
-}
-
-fn var_int(mut n: usize, out: &mut Vec<u8>) {
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            break;
-        }
-    }
-}
-
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut p = vec![first];
-    var_int(body.len(), &mut p);
-    p.extend_from_slice(body);
-    p
-}
-
-fn mqtt_str(s: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    out.extend_from_slice(s);
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -282,17 +262,6 @@ fn play(bytes: &[u8]) -> bool {
             return false;
         }
     }
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 /// A well-behaved QoS 1 publisher: every PUBACK back, and the counters

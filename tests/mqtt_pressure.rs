@@ -7,6 +7,12 @@
 //!   and delivered.
 #![cfg(feature = "mqtt")]
 
+mod common;
+mod memory;
+
+use common::{mqtt_str, packet};
+use memory::rss_kib;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
@@ -16,32 +22,6 @@ use std::time::{Duration, Instant};
 
 use telering::mqtt::{Server, ServerConfig, HUMIDITY, TEMPERATURE};
 use telering::{ConsumerConfig, OverflowPolicy};
-
-fn var_int(mut n: usize, out: &mut Vec<u8>) {
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            break;
-        }
-    }
-}
-
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut p = vec![first];
-    var_int(body.len(), &mut p);
-    p.extend_from_slice(body);
-    p
-}
-
-fn mqtt_str(s: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    out.extend_from_slice(s);
-}
 
 /// An MQTT 3.1.1 CONNECT, clean session, keep-alive 60 s.
 fn connect(id: &str) -> Vec<u8> {
@@ -59,18 +39,6 @@ fn publish_qos1(topic: &str, pkid: u16, payload: &[u8]) -> Vec<u8> {
     b.extend_from_slice(&pkid.to_be_bytes());
     b.extend_from_slice(payload);
     packet(0x32, &b)
-}
-
-/// Resident memory of this process, KiB.
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 /// Reads PUBACKs (after the CONNACK) and counts them until the socket

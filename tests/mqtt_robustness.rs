@@ -12,6 +12,10 @@
 //! share one port: `v4` and `v5` below are the same address.
 #![cfg(feature = "mqtt")]
 
+mod common;
+
+use common::{mqtt_str, packet};
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -320,28 +324,6 @@ async fn publish_v5(addr: SocketAddr, id: &str, msgs: &[(String, String)]) -> Re
 // ---------------------------------------------------------------------------
 // Raw packets
 
-/// MQTT variable byte integer.
-fn var_int(mut n: usize, out: &mut Vec<u8>) {
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            break;
-        }
-    }
-}
-
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut p = vec![first];
-    var_int(body.len(), &mut p);
-    p.extend_from_slice(body);
-    p
-}
-
 /// CONNECT, clean session, keep-alive 60 s; MQTT 3.1.1 or 5.
 fn connect_packet(client_id: &str, v5: bool) -> Vec<u8> {
     let mut body = vec![
@@ -359,8 +341,7 @@ fn connect_packet(client_id: &str, v5: bool) -> Vec<u8> {
     if v5 {
         body.push(0); // no properties
     }
-    body.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
-    body.extend_from_slice(client_id.as_bytes());
+    mqtt_str(client_id.as_bytes(), &mut body);
     packet(0x10, &body)
 }
 

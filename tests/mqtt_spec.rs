@@ -16,6 +16,10 @@
 //! sent) and the ingest counters.
 #![cfg(feature = "mqtt")]
 
+mod common;
+
+use common::{mqtt_str, packet, var_int};
+
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -113,34 +117,6 @@ enum V {
     V5,
 }
 
-/// MQTT variable byte integer.
-fn var_int(mut n: usize, out: &mut Vec<u8>) {
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            break;
-        }
-    }
-}
-
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut p = vec![first];
-    var_int(body.len(), &mut p);
-    p.extend_from_slice(body);
-    p
-}
-
-/// A length-prefixed string (or binary data).
-fn string(s: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    out.extend_from_slice(s);
-}
-
 /// A CONNECT with every field given: protocol `name` and `level`, connect
 /// `flags` as they go on the wire (the will flag must agree with `will`),
 /// keep-alive in seconds. MQTT 5 (`v5`) adds empty property lists.
@@ -154,20 +130,20 @@ fn connect_raw(
     will: Option<(&str, &str)>,
 ) -> Vec<u8> {
     let mut b = Vec::new();
-    string(name, &mut b);
+    mqtt_str(name, &mut b);
     b.push(level);
     b.push(flags);
     b.extend_from_slice(&keep_alive.to_be_bytes());
     if v5 {
         b.push(0); // no CONNECT properties
     }
-    string(client_id.as_bytes(), &mut b);
+    mqtt_str(client_id.as_bytes(), &mut b);
     if let Some((topic, payload)) = will {
         if v5 {
             b.push(0); // no will properties
         }
-        string(topic.as_bytes(), &mut b);
-        string(payload.as_bytes(), &mut b);
+        mqtt_str(topic.as_bytes(), &mut b);
+        mqtt_str(payload.as_bytes(), &mut b);
     }
     packet(0x10, &b)
 }
@@ -254,7 +230,7 @@ impl<'a> Publish<'a> {
     fn bytes(&self) -> Vec<u8> {
         let first = 0x30 | (u8::from(self.dup) << 3) | (self.qos << 1) | u8::from(self.retain);
         let mut b = Vec::new();
-        string(self.topic, &mut b);
+        mqtt_str(self.topic, &mut b);
         if self.qos > 0 {
             b.extend_from_slice(&self.pkid.to_be_bytes());
         }
@@ -285,7 +261,7 @@ fn subscribe(v: V, pkid: u16, filters: &[&str]) -> Vec<u8> {
         b.push(0);
     }
     for f in filters {
-        string(f.as_bytes(), &mut b);
+        mqtt_str(f.as_bytes(), &mut b);
         b.push(0x01);
     }
     packet(0x82, &b)
@@ -298,7 +274,7 @@ fn unsubscribe(v: V, pkid: u16, filters: &[&str]) -> Vec<u8> {
         b.push(0);
     }
     for f in filters {
-        string(f.as_bytes(), &mut b);
+        mqtt_str(f.as_bytes(), &mut b);
     }
     packet(0xA2, &b)
 }
@@ -1881,7 +1857,7 @@ fn mqtt5_3_2_2_15_packet_over_maximum_packet_size_gets_disconnect_0x95() {
         let mut s = session(addr, v, "big");
         let mut p = vec![0x32];
         var_int(4000, &mut p);
-        string(b"sensors/big/temperature", &mut p);
+        mqtt_str(b"sensors/big/temperature", &mut p);
         p.extend_from_slice(&[b'1'; 100]);
         s.write_all(&p).unwrap();
         expect_refused(&mut s, v, 0x95, &format!("a 4000-byte PUBLISH ({v:?})"));
