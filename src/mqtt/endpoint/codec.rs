@@ -501,17 +501,24 @@ pub enum AckReason {
     Unspecified,
 }
 
+/// The rumqttc reason enum of PUBACK or PUBREC for `r` (the two enums
+/// have the same variants for what the endpoint sends).
+macro_rules! ack_reason {
+    ($enum:ident, $r:expr) => {
+        match $r {
+            AckReason::Success => v5::$enum::Success,
+            AckReason::TopicNameInvalid => v5::$enum::TopicNameInvalid,
+            AckReason::QuotaExceeded => v5::$enum::QuotaExceeded,
+            AckReason::PayloadFormatInvalid => v5::$enum::PayloadFormatInvalid,
+            AckReason::Unspecified => v5::$enum::UnspecifiedError,
+        }
+    };
+}
+
 /// Appends a PUBACK.
 pub fn puback(version: Version, out: &mut BytesMut, pkid: u16, reason: AckReason) {
     if version.is_v5() {
-        use v5::PubAckReason as R;
-        let reason = match reason {
-            AckReason::Success => R::Success,
-            AckReason::TopicNameInvalid => R::TopicNameInvalid,
-            AckReason::QuotaExceeded => R::QuotaExceeded,
-            AckReason::PayloadFormatInvalid => R::PayloadFormatInvalid,
-            AckReason::Unspecified => R::UnspecifiedError,
-        };
+        let reason = ack_reason!(PubAckReason, reason);
         let _ = v5::PubAck {
             pkid,
             reason,
@@ -526,14 +533,7 @@ pub fn puback(version: Version, out: &mut BytesMut, pkid: u16, reason: AckReason
 /// Appends a PUBREC.
 pub fn pubrec(version: Version, out: &mut BytesMut, pkid: u16, reason: AckReason) {
     if version.is_v5() {
-        use v5::PubRecReason as R;
-        let reason = match reason {
-            AckReason::Success => R::Success,
-            AckReason::TopicNameInvalid => R::TopicNameInvalid,
-            AckReason::QuotaExceeded => R::QuotaExceeded,
-            AckReason::PayloadFormatInvalid => R::PayloadFormatInvalid,
-            AckReason::Unspecified => R::UnspecifiedError,
-        };
+        let reason = ack_reason!(PubRecReason, reason);
         let _ = v5::PubRec {
             pkid,
             reason,
