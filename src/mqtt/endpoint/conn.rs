@@ -508,10 +508,9 @@ impl Conn<'_> {
                     return end;
                 }
             }
-            let can_read = closing.is_none()
-                && self.stalled.is_none()
-                && !self.window_full()
-                && !has_frame(inbuf, self.max_packet);
+            // With these three, the decode loop above ran until the buffer
+            // held no whole frame: reading is what comes next.
+            let can_read = closing.is_none() && self.stalled.is_none() && !self.window_full();
             inbuf.reserve(4096);
             if can_read {
                 // Bytes already waiting in the socket: read them without
@@ -881,13 +880,6 @@ fn refusal(r: Reason) -> AckReason {
         | Reason::DeviceIdTooLong => AckReason::TopicNameInvalid,
         _ => AckReason::PayloadFormatInvalid,
     }
-}
-
-fn has_frame(buf: &[u8], max: usize) -> bool {
-    !matches!(
-        rumqttc::mqttbytes::check(buf.iter(), max),
-        Err(rumqttc::mqttbytes::Error::InsufficientBytes(_))
-    )
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {
