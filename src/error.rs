@@ -38,6 +38,20 @@ pub enum EngineError {
     /// The engine was closed.
     #[error("engine is closed")]
     Closed,
+    /// A journaled topic on an engine opened without a journal.
+    #[error("topic {0:?} is journaled, but the engine has no journal (open it with Engine::with_journal)")]
+    NoJournal(String),
+    /// The journal could not be opened, recovered or used.
+    #[cfg(feature = "journal")]
+    #[error(transparent)]
+    Journal(std::sync::Arc<crate::journal::JournalError>),
+}
+
+#[cfg(feature = "journal")]
+impl From<crate::journal::JournalError> for EngineError {
+    fn from(e: crate::journal::JournalError) -> Self {
+        Self::Journal(std::sync::Arc::new(e))
+    }
 }
 
 /// Errors from [`crate::Consumer`] calls.
@@ -80,7 +94,8 @@ pub enum ConsumerError {
         partition: u32,
         /// Offset asked for.
         requested: u64,
-        /// Oldest offset still held (and protectable).
+        /// Oldest offset still held (and protectable): in the journal for a
+        /// journaled topic, else in the ring.
         earliest: u64,
         /// Next offset to be written (seeking here waits for new records).
         latest: u64,
@@ -102,4 +117,8 @@ pub enum ConsumerError {
     /// The engine was closed and everything assigned was read.
     #[error("engine is closed and every assigned partition is drained")]
     EngineClosed,
+    /// Reading older records back from the journal failed.
+    #[cfg(feature = "journal")]
+    #[error(transparent)]
+    Journal(std::sync::Arc<crate::journal::JournalError>),
 }

@@ -6,6 +6,8 @@
 //! - [`topic`]: topics, partitions, offsets, keyed producers;
 //! - [`group`]: consumer groups (cluster and broadcast) and the consumer API;
 //! - [`runtime`]: pinned consumer threads running handlers;
+//! - `journal` (feature `journal`, default): per-partition segment files, so
+//!   records and committed offsets survive a crash or a restart;
 //! - `mqtt` (feature `mqtt`, default): the MQTT front end;
 //! - `app` (feature `cli`, default): the built-in consumer groups and
 //!   reports of the `telering` binary.
@@ -53,6 +55,8 @@ pub mod app;
 mod engine;
 pub mod error;
 pub mod group;
+#[cfg(feature = "journal")]
+pub mod journal;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 pub mod record;

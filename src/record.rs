@@ -41,6 +41,25 @@ impl DeviceId {
         Ok(Self(buf))
     }
 
+    /// The stored bytes: the id, then NUL padding.
+    pub fn raw(&self) -> &[u8; MAX_DEVICE_ID_LEN] {
+        &self.0
+    }
+
+    /// An id from its stored bytes ([`DeviceId::raw`]); `None` unless they
+    /// are a valid id followed by NUL padding only.
+    pub fn from_raw(raw: [u8; MAX_DEVICE_ID_LEN]) -> Option<Self> {
+        let len = raw
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(MAX_DEVICE_ID_LEN);
+        if len == 0 || raw[len..].iter().any(|&b| b != 0) {
+            return None;
+        }
+        std::str::from_utf8(&raw[..len]).ok()?;
+        Some(Self(raw))
+    }
+
     /// The id's bytes (without padding).
     pub fn as_bytes(&self) -> &[u8] {
         let len = self

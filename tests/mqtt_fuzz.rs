@@ -320,7 +320,7 @@ proptest! {
         prop_assert_eq!(PANICS.load(Ordering::Relaxed), 0);
         prop_assert!(server().is_running());
         let n = CASES.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % 100 == 0 {
+        if n.is_multiple_of(100) {
             still_served(&n.to_string());
             // Connections come and go; what they leave behind must not
             // pile up (the rings are preallocated: growth is leaks).

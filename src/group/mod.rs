@@ -100,12 +100,21 @@ pub(crate) struct MemberEntry {
     pub(crate) stats: std::sync::Arc<MemberStats>,
 }
 
+/// No offset committed yet (a [`Committed`] value).
+pub(crate) const NO_COMMIT: u64 = u64::MAX;
+
+/// A committed offset, shared by the group and the member that owns the
+/// partition now (which alone stores it); [`NO_COMMIT`] before the first.
+pub(crate) type Committed = std::sync::Arc<AtomicU64>;
+
 /// Cluster-group state of one partition.
 pub(crate) struct GroupPartition<T> {
     pub(crate) ring: Arc<Ring<T>>,
     pub(crate) gate: Option<GateId>,
-    /// Committed offset while the gate is detached.
-    pub(crate) parked_commit: Option<u64>,
+    /// The committed offset. Equal to the gate's position, except while
+    /// the owner reads records older than the ring from the journal: the
+    /// gate then waits at the ring's oldest record and the commit trails.
+    pub(crate) committed: Committed,
     pub(crate) owner: Option<u64>,
     /// Records lost while the gate was detached, for the next owner to report.
     pub(crate) missed_at_join: u64,
@@ -116,6 +125,9 @@ pub(crate) struct GroupState<T> {
     pub(crate) parts: HashMap<TopicPartition, GroupPartition<T>>,
     pub(crate) left_delivered: u64,
     pub(crate) left_missed: u64,
+    /// Offsets committed by an earlier run (the journal), by topic name and
+    /// partition: where a partition starts the first time the group reads it.
+    pub(crate) stored: HashMap<(String, u32), u64>,
 }
 
 /// A consumer group.
@@ -127,16 +139,55 @@ pub(crate) struct Group<T> {
     pub(crate) state: Mutex<GroupState<T>>,
 }
 
-/// Where a new reader starts when there is no committed offset.
-pub(crate) fn reset_position<T: Copy + Send>(ring: &Ring<T>, reset: OffsetReset) -> u64 {
+/// Where a new reader of partition `p` of `topic` starts when there is no
+/// committed offset: the oldest record (in the journal, for a journaled
+/// topic) or the next one.
+pub(crate) fn reset_position<T: Copy + Send>(
+    topic: &Topic<T>,
+    p: usize,
+    reset: OffsetReset,
+) -> u64 {
+    let ring = &topic.partitions[p];
     match reset {
-        OffsetReset::Earliest => ring.earliest(),
+        OffsetReset::Earliest => topic.earliest(p, ring),
         OffsetReset::Latest => ring.published(),
     }
 }
 
+/// The committed offsets of every cluster group of an engine, by name (the
+/// journal saves them).
+#[cfg(feature = "journal")]
+pub(crate) fn commits_of<T: Copy + Send>(
+    topics: &crate::topic::TopicRegistry<T>,
+    groups: &Mutex<HashMap<String, std::sync::Arc<Group<T>>>>,
+) -> crate::journal::Commits {
+    let groups: Vec<_> = {
+        let g = groups.lock().unwrap_or_else(|e| e.into_inner());
+        g.iter().map(|(n, g)| (n.clone(), g.clone())).collect()
+    };
+    let mut out = crate::journal::Commits::new();
+    for (name, g) in groups {
+        if g.mode != GroupMode::Cluster {
+            continue;
+        }
+        let st = g.lock();
+        for (tp, gp) in &st.parts {
+            let c = gp.committed.load(Ordering::Relaxed);
+            if c == NO_COMMIT {
+                continue;
+            }
+            out.entry(name.clone())
+                .or_default()
+                .entry(topics.name(tp.topic).to_string())
+                .or_default()
+                .insert(tp.partition, c);
+        }
+    }
+    out
+}
+
 impl<T: Copy + Send> Group<T> {
-    pub(crate) fn new(mode: GroupMode) -> Self {
+    pub(crate) fn new(mode: GroupMode, stored: HashMap<(String, u32), u64>) -> Self {
         Self {
             mode,
             generation: AtomicU64::new(0),
@@ -146,6 +197,7 @@ impl<T: Copy + Send> Group<T> {
                 parts: HashMap::new(),
                 left_delivered: 0,
                 left_missed: 0,
+                stored,
             }),
         }
     }
@@ -185,11 +237,11 @@ impl<T: Copy + Send> Group<T> {
             .values()
             .flat_map(|m| m.subscription.iter().copied())
             .collect();
-        // Detach the gates of topics nobody reads any more.
+        // Detach the gates of topics nobody reads any more (the committed
+        // offset stays in `committed`).
         for (tp, gp) in st.parts.iter_mut() {
             if !union.contains(&tp.topic) {
                 if let Some(gate) = gp.gate.take() {
-                    gp.parked_commit = Some(gp.ring.gate_position(gate));
                     gp.ring.detach_gate(gate);
                 }
             }
@@ -202,19 +254,23 @@ impl<T: Copy + Send> Group<T> {
                     topic: tid,
                     partition: p as u32,
                 };
+                let stored = st.stored.get(&(topic.name.to_string(), p as u32)).copied();
                 let gp = st.parts.entry(tp).or_insert_with(|| GroupPartition {
                     ring: ring.clone(),
                     gate: None,
-                    parked_commit: None,
+                    committed: std::sync::Arc::new(AtomicU64::new(stored.unwrap_or(NO_COMMIT))),
                     owner: None,
                     missed_at_join: 0,
                 });
                 if gp.gate.is_some() {
                     continue;
                 }
-                let want = gp
-                    .parked_commit
-                    .unwrap_or_else(|| reset_position(ring, reset));
+                let known = gp.committed.load(Ordering::Relaxed);
+                let want = if known == NO_COMMIT {
+                    reset_position(topic, p, reset)
+                } else {
+                    known
+                };
                 let (gate, start) =
                     ring.attach_gate(want)
                         .ok_or_else(|| ConsumerError::TooManyReaders {
@@ -223,12 +279,18 @@ impl<T: Copy + Send> Group<T> {
                         })?;
                 // Under Overwrite the writer ignores gates; the reader learns
                 // of laps when it reads, so only the gated gap is counted here.
+                // What the ring no longer holds the journal may: the owner
+                // then reads it back from there ([`Topic::earliest`]).
                 let start = start.max(want);
-                if gp.parked_commit.is_some() {
-                    gp.missed_at_join += start - want;
+                let resume = match topic.replayable_from(p) {
+                    Some(from) => want.max(from).min(start),
+                    None => start,
+                };
+                if known != NO_COMMIT {
+                    gp.missed_at_join += resume - want;
                 }
+                gp.committed.store(resume, Ordering::Relaxed);
                 gp.gate = Some(gate);
-                gp.parked_commit = None;
             }
         }
         assign::round_robin(st, &union, topics);

@@ -10,7 +10,10 @@
 //! # Counters
 //!
 //! Offsets are `u64` and never wrap in practice (584 years at 1 G records/s).
-//! A record with offset `o` lives in slot `o & mask`.
+//! A record with offset `o` lives in slot `o & mask`. A ring starts at
+//! offset 0, or at `start` ([`Ring::starting_at`], for a partition whose
+//! older records are in its journal); every counter starts there, and no
+//! gate or read position is ever below it.
 //!
 //! - `published` (cache-padded): records `[0, published)` have been written
 //!   and are visible. Only the writer stores it, with `Release`, once per batch
@@ -159,6 +162,9 @@ pub struct Ring<T> {
     closed: AtomicBool,
     writer_taken: AtomicBool,
     rejected: AtomicU64,
+    /// The first offset this ring ever holds (a journaled partition's ring
+    /// continues where its journal ends); nothing below it is in the slots.
+    start: u64,
 }
 
 // The ring hands `T` values from the writer thread to reader threads (so
@@ -229,12 +235,24 @@ impl<T: Copy + Send> Ring<T> {
         max_gates: usize,
         layout: SlotLayout,
     ) -> Result<Self, CapacityError> {
+        Self::starting_at(capacity, policy, max_gates, layout, 0)
+    }
+
+    /// A ring whose first record gets offset `start` (a partition whose
+    /// earlier records are kept elsewhere, such as its journal).
+    pub fn starting_at(
+        capacity: usize,
+        policy: OverflowPolicy,
+        max_gates: usize,
+        layout: SlotLayout,
+        start: u64,
+    ) -> Result<Self, CapacityError> {
         check_params(capacity, policy, layout)?;
         let slots = Storage::new(capacity, layout).ok_or(CapacityError::TooLarge(capacity))?;
         Ok(Self {
-            published: CachePadded::new(AtomicU64::new(0)),
-            claim: CachePadded::new(AtomicU64::new(0)),
-            limit: CachePadded::new(AtomicU64::new(0)),
+            published: CachePadded::new(AtomicU64::new(start)),
+            claim: CachePadded::new(AtomicU64::new(start)),
+            limit: CachePadded::new(AtomicU64::new(start)),
             slots,
             mask: capacity as u64 - 1,
             capacity: capacity as u64,
@@ -244,7 +262,13 @@ impl<T: Copy + Send> Ring<T> {
             closed: AtomicBool::new(false),
             writer_taken: AtomicBool::new(false),
             rejected: AtomicU64::new(0),
+            start,
         })
+    }
+
+    /// The first offset this ring holds ([`Ring::starting_at`]; 0 otherwise).
+    pub fn start(&self) -> u64 {
+        self.start
     }
 
     /// Slot count.
@@ -289,7 +313,7 @@ impl<T: Copy + Send> Ring<T> {
             OverflowPolicy::Overwrite => self.claim.load(Ordering::Relaxed),
             _ => published,
         };
-        reach.saturating_sub(self.capacity)
+        reach.saturating_sub(self.capacity).max(self.start)
     }
 
     /// Records handed back as `Full` under [`OverflowPolicy::Reject`].
@@ -395,7 +419,8 @@ impl<T: Copy + Send> Ring<T> {
             let oldest = self
                 .claim
                 .load(Ordering::Relaxed)
-                .saturating_sub(self.capacity);
+                .saturating_sub(self.capacity)
+                .max(self.start);
             if cur.pos < oldest {
                 if outcome.read > 0 {
                     // Report the lap at the next call, so that in one call
@@ -494,13 +519,14 @@ impl<T: Copy + Send> Ring<T> {
     /// without, restores `fallback` semantics by returning `Err(earliest)`.
     pub(crate) fn validate_gate(&self, id: GateId, pos: u64, bump: bool) -> Result<u64, u64> {
         if self.policy == OverflowPolicy::Overwrite {
-            return Ok(pos);
+            return Ok(pos.max(self.start));
         }
         let mut pos = pos;
         loop {
             // SeqCst: second half of the join handshake (gate module docs).
             let limit = self.limit.load(Ordering::SeqCst);
-            let protected_from = limit.saturating_sub(self.capacity);
+            // Nothing below `start` was ever in the slots.
+            let protected_from = limit.saturating_sub(self.capacity).max(self.start);
             if pos >= protected_from {
                 return Ok(pos);
             }
@@ -673,7 +699,7 @@ mod tests {
             let mut out = Vec::new();
             while next < N {
                 out.clear();
-                let got = if next % 2 == 0 {
+                let got = if next.is_multiple_of(2) {
                     r.read_into(50, &mut out).read
                 } else {
                     r.read_with(50, |o, v| {

@@ -225,7 +225,7 @@ where
         if any_ready() {
             return true;
         }
-        if checks % 64 == 0 && expired() {
+        if checks.is_multiple_of(64) && expired() {
             return false;
         }
         checks = checks.wrapping_add(1);

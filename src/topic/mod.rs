@@ -51,6 +51,9 @@ pub struct TopicConfig {
     /// for traffic that arrives in batches, [`SlotLayout::Marked`] for
     /// record-at-a-time traffic (`Block` and `Reject` only).
     pub layout: SlotLayout,
+    /// Whether the topic's partitions are journaled (an engine opened with
+    /// a journal; `Block` and `Reject` only).
+    pub journaled: bool,
 }
 
 impl Default for TopicConfig {
@@ -61,6 +64,7 @@ impl Default for TopicConfig {
             policy: OverflowPolicy::Block,
             max_readers: ring::DEFAULT_MAX_GATES,
             layout: SlotLayout::Packed,
+            journaled: false,
         }
     }
 }
@@ -90,6 +94,12 @@ impl TopicConfig {
     /// Sets the slot layout of the partition rings.
     pub fn layout(mut self, layout: SlotLayout) -> Self {
         self.layout = layout;
+        self
+    }
+
+    /// Journals the topic ([`crate::Engine::with_journal`]).
+    pub fn journaled(mut self, on: bool) -> Self {
+        self.journaled = on;
         self
     }
 }
@@ -161,6 +171,16 @@ pub(crate) struct Topic<T> {
     pub(crate) name: std::sync::Arc<str>,
     pub(crate) config: TopicConfig,
     pub(crate) partitions: Box<[Arc<Ring<T>>]>,
+    /// A journaled topic's logs (one per partition) and their codec.
+    #[cfg(feature = "journal")]
+    pub(crate) journal: Option<TopicJournal<T>>,
+}
+
+/// How a consumer reads a journaled topic's older records back.
+#[cfg(feature = "journal")]
+pub(crate) struct TopicJournal<T> {
+    pub(crate) logs: Box<[std::sync::Arc<crate::journal::LogShared>]>,
+    pub(crate) codec: crate::journal::Codec<T>,
 }
 
 impl<T> fmt::Debug for Topic<T> {
@@ -173,19 +193,46 @@ impl<T> fmt::Debug for Topic<T> {
 }
 
 impl<T: Copy + Send> Topic<T> {
+    /// The oldest offset of partition `p` (whose ring is `ring`) that can
+    /// still be read: from the journal for a journaled topic, else from the
+    /// ring.
+    pub(crate) fn earliest(&self, p: usize, ring: &Ring<T>) -> u64 {
+        #[cfg(feature = "journal")]
+        if let Some(j) = &self.journal {
+            return j.logs[p].earliest().min(ring.earliest());
+        }
+        let _ = p;
+        ring.earliest()
+    }
+
+    /// The oldest offset of partition `p` a reader can take from the
+    /// journal instead of the ring (`None`: not journaled).
+    pub(crate) fn replayable_from(&self, p: usize) -> Option<u64> {
+        #[cfg(feature = "journal")]
+        if let Some(j) = &self.journal {
+            return Some(j.logs[p].earliest());
+        }
+        let _ = p;
+        None
+    }
+
+    /// A topic whose partition `p` starts at offset `starts[p]` (0 where
+    /// `starts` is shorter).
     pub(crate) fn new(
         id: TopicId,
         name: &str,
         config: TopicConfig,
+        starts: &[u64],
     ) -> Result<Self, TopicConfigError> {
         check_topic(name, &config)?;
         let partitions = (0..config.partitions)
-            .map(|_| {
-                Ring::with_layout(
+            .map(|p| {
+                Ring::starting_at(
                     config.capacity,
                     config.policy,
                     config.max_readers,
                     config.layout,
+                    starts.get(p as usize).copied().unwrap_or(0),
                 )
                 .map(Arc::new)
                 .map_err(|source| TopicConfigError::Capacity {
@@ -200,6 +247,8 @@ impl<T: Copy + Send> Topic<T> {
             name: name.into(),
             config,
             partitions,
+            #[cfg(feature = "journal")]
+            journal: None,
         })
     }
 }
@@ -207,8 +256,11 @@ impl<T: Copy + Send> Topic<T> {
 /// Offsets of one partition at a moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartitionOffsets {
-    /// Oldest offset still held.
+    /// Oldest offset still held: in the journal for a journaled topic,
+    /// else in the ring.
     pub earliest: u64,
+    /// Oldest offset still in the ring.
+    pub ring_earliest: u64,
     /// Next offset to be written (records published so far).
     pub latest: u64,
     /// Records rejected under `Reject`.

@@ -43,6 +43,19 @@ impl<T: Copy + Send> TopicRegistry<T> {
 
     /// Creates a topic; names are checked by [`Topic::new`].
     pub(crate) fn create(&self, name: &str, config: TopicConfig) -> Result<TopicId, EngineError> {
+        self.create_with(name, config, &[], |_| Ok(()))
+            .map(|t| t.id)
+    }
+
+    /// Creates a topic whose partitions start at `starts`, and lets `fill`
+    /// finish it (attach its journal) before anyone can see it.
+    pub(crate) fn create_with(
+        &self,
+        name: &str,
+        config: TopicConfig,
+        starts: &[u64],
+        fill: impl FnOnce(&mut Topic<T>) -> Result<(), EngineError>,
+    ) -> Result<Arc<Topic<T>>, EngineError> {
         if self.is_closed() {
             return Err(EngineError::Closed);
         }
@@ -51,10 +64,12 @@ impl<T: Copy + Send> TopicRegistry<T> {
             return Err(EngineError::DuplicateTopic(name.to_owned()));
         }
         let id = TopicId(t.list.len() as u32);
-        let topic = Arc::new(Topic::new(id, name, config)?);
+        let mut topic = Topic::new(id, name, config, starts)?;
+        fill(&mut topic)?;
+        let topic = Arc::new(topic);
         t.by_name.insert(topic.name.clone(), id);
-        t.list.push(topic);
-        Ok(id)
+        t.list.push(topic.clone());
+        Ok(topic)
     }
 
     /// The topic called `name`, or an error listing the known ones.

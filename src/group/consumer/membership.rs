@@ -1,12 +1,12 @@
 //! Membership: subscribing, and taking and handing back partitions as the
 //! group rebalances (cluster) or as the subscription changes (broadcast).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Consumer, Owned};
 use crate::error::ConsumerError;
-use crate::group::{reset_position, GroupMode};
-use crate::ring::{Cursor, WaitStrategy};
+use crate::group::{reset_position, GroupMode, NO_COMMIT};
+use crate::ring::WaitStrategy;
 use crate::topic::{TopicId, TopicPartition};
 
 impl<T: Copy + Send + 'static> Consumer<T> {
@@ -88,17 +88,21 @@ impl<T: Copy + Send + 'static> Consumer<T> {
         for &tid in ids.iter().filter(|t| !self.subscription.contains(t)) {
             let topic = &topics[tid.0 as usize];
             for (p, ring) in topic.partitions.iter().enumerate() {
-                let start = reset_position(ring, self.config.offset_reset);
-                match ring.attach_gate(start) {
-                    Some((gate, start)) => added.push(Owned {
-                        tp: TopicPartition {
+                let want = reset_position(topic, p, self.config.offset_reset);
+                match ring.attach_gate(want) {
+                    Some((gate, start)) => {
+                        // Older than the ring: read from the journal first.
+                        let pos = match topic.replayable_from(p) {
+                            Some(from) => want.max(from).min(start),
+                            None => start,
+                        };
+                        let committed = std::sync::Arc::new(AtomicU64::new(pos));
+                        let tp = TopicPartition {
                             topic: tid,
                             partition: p as u32,
-                        },
-                        ring: ring.clone(),
-                        cursor: Cursor::at(start),
-                        gate,
-                    }),
+                        };
+                        added.push(Owned::new(tp, topic, gate, pos, committed));
+                    }
                     None => {
                         for o in added {
                             o.ring.detach_gate(o.gate);
@@ -160,8 +164,16 @@ impl<T: Copy + Send + 'static> Consumer<T> {
 
     #[inline]
     pub(super) fn commit_one(o: &Owned<T>) {
-        if o.cursor.position() > o.ring.gate_position(o.gate) {
-            o.ring.advance_gate(o.gate, o.cursor.position());
+        let pos = o.cursor.position();
+        // Only this member stores it while it owns the partition.
+        let c = o.committed.load(Ordering::Relaxed);
+        if c == NO_COMMIT || pos > c {
+            o.committed.store(pos, Ordering::Relaxed);
+        }
+        // While replaying from the journal the gate is ahead of the cursor
+        // and stays where it is.
+        if pos > o.ring.gate_position(o.gate) {
+            o.ring.advance_gate(o.gate, pos);
         }
     }
 
@@ -195,6 +207,7 @@ impl<T: Copy + Send + 'static> Consumer<T> {
         // Take what we gained, if its previous owner let go.
         self.pending.clear();
         let mut missed = 0;
+        let topics = self.topics.snapshot();
         for tp in target {
             if self.owned.iter().any(|o| o.tp == tp) {
                 continue;
@@ -206,13 +219,14 @@ impl<T: Copy + Send + 'static> Consumer<T> {
                 (None, Some(gate)) => {
                     gp.owner = Some(self.id);
                     missed += std::mem::take(&mut gp.missed_at_join);
-                    let pos = gp.ring.gate_position(gate);
-                    let o = Owned {
-                        tp,
-                        ring: gp.ring.clone(),
-                        cursor: Cursor::at(pos),
-                        gate,
+                    let committed = gp.committed.load(Ordering::Relaxed);
+                    let pos = if committed == NO_COMMIT {
+                        gp.ring.gate_position(gate)
+                    } else {
+                        committed
                     };
+                    let topic = &topics[tp.topic.0 as usize];
+                    let o = Owned::new(tp, topic, gate, pos, gp.committed.clone());
                     if self.config.wait == WaitStrategy::Park {
                         o.ring.waiters().attach_parker();
                     }

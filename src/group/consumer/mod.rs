@@ -18,20 +18,59 @@ pub use poll::{Batch, Record, MAX_POLL_RECORDS};
 
 use std::sync::atomic::Ordering;
 
-use super::{ConsumerConfig, Group, GroupMode, MemberEntry, MemberStats};
+use super::{Committed, ConsumerConfig, Group, GroupMode, MemberEntry, MemberStats};
 use crate::error::ConsumerError;
 use crate::ring::{Cursor, GateId, Ring};
 use crate::sync::Arc;
-use crate::topic::{TopicId, TopicPartition, TopicRegistry};
+use crate::topic::{Topic, TopicId, TopicPartition, TopicRegistry};
 
 /// A partition this member reads now. Aligned to 128 bytes: its cursor is
 /// written on every poll.
+///
+/// Normally the cursor is at or past the gate and records come from the
+/// ring. While `replaying`, the cursor is below what the ring holds and
+/// records come from the journal ([`poll`]); the gate waits where the ring
+/// starts to hold them, and each poll first tries to move it back to the
+/// cursor (the join handshake), which ends the replay.
 #[repr(align(128))]
-struct Owned<T> {
+struct Owned<T: Copy + Send + 'static> {
     tp: TopicPartition,
     ring: Arc<Ring<T>>,
     cursor: Cursor,
     gate: GateId,
+    committed: Committed,
+    replaying: bool,
+    #[cfg(feature = "journal")]
+    log: Option<(crate::journal::LogReader, crate::journal::Codec<T>)>,
+}
+
+impl<T: Copy + Send + 'static> Owned<T> {
+    /// Reads partition `tp` of `topic` from `pos` on, holding `gate`.
+    fn new(
+        tp: TopicPartition,
+        topic: &Topic<T>,
+        gate: GateId,
+        pos: u64,
+        committed: Committed,
+    ) -> Self {
+        let ring = topic.partitions[tp.partition as usize].clone();
+        let replaying = pos < ring.gate_position(gate);
+        Self {
+            tp,
+            cursor: Cursor::at(pos),
+            gate,
+            committed,
+            replaying,
+            #[cfg(feature = "journal")]
+            log: topic.journal.as_ref().map(|j| {
+                (
+                    crate::journal::LogReader::new(j.logs[tp.partition as usize].clone()),
+                    j.codec,
+                )
+            }),
+            ring,
+        }
+    }
 }
 
 /// One member of a consumer group. `Send`; use it from one thread at a time.
@@ -177,18 +216,21 @@ impl<T: Copy + Send + 'static> Consumer<T> {
     }
 
     /// Moves the read position of a partition this member reads to
-    /// `offset`. Offsets from the oldest held up to the next to be written
-    /// are valid; others are an [`ConsumerError::OffsetOutOfRange`] naming the
-    /// valid range. Seeking before the committed offset moves the committed
-    /// offset back with it (the records must stay held for this reader).
+    /// `offset`. Offsets from the oldest held (in the journal, for a
+    /// journaled topic) up to the next to be written are valid; others are
+    /// an [`ConsumerError::OffsetOutOfRange`] naming the valid range.
+    /// Seeking before the committed offset moves the committed offset back
+    /// with it (the records must stay readable for this reader).
     pub fn seek(&mut self, topic: &str, partition: u32, offset: u64) -> Result<(), ConsumerError> {
         if self.closed {
             return Err(ConsumerError::Closed);
         }
         let i = self.find_owned(topic, partition)?;
+        let t = self.topics.snapshot()[self.owned[i].tp.topic.0 as usize].clone();
         let o = &mut self.owned[i];
         let latest = o.ring.published();
-        let earliest = o.ring.earliest();
+        let replayable = t.replayable_from(partition as usize);
+        let earliest = replayable.map_or(o.ring.earliest(), |e| e.min(o.ring.earliest()));
         let out_of_range = |earliest: u64| ConsumerError::OffsetOutOfRange {
             topic: topic.to_owned(),
             partition,
@@ -199,12 +241,21 @@ impl<T: Copy + Send + 'static> Consumer<T> {
         if offset > latest || offset < earliest {
             return Err(out_of_range(earliest));
         }
+        let mut replaying = false;
         if offset < o.ring.gate_position(o.gate) {
-            o.ring
-                .rewind_gate(o.gate, offset)
-                .map_err(|e| out_of_range(e.min(latest)))?;
+            if let Err(floor) = o.ring.rewind_gate(o.gate, offset) {
+                match replayable {
+                    // Older than the ring: read it back from the journal.
+                    Some(from) if offset >= from => replaying = true,
+                    _ => return Err(out_of_range(floor.min(latest))),
+                }
+            }
+        }
+        if offset < o.committed.load(Ordering::Relaxed) {
+            o.committed.store(offset, Ordering::Relaxed);
         }
         o.cursor = Cursor::at(offset);
+        o.replaying = replaying;
         Ok(())
     }
 
@@ -217,8 +268,12 @@ impl<T: Copy + Send + 'static> Consumer<T> {
     /// The committed offset (next to read) of a partition it reads now.
     pub fn committed(&self, topic: &str, partition: u32) -> Result<u64, ConsumerError> {
         let i = self.find_owned(topic, partition)?;
-        let o = &self.owned[i];
-        Ok(o.ring.gate_position(o.gate))
+        let c = self.owned[i].committed.load(Ordering::Relaxed);
+        Ok(if c == super::NO_COMMIT {
+            self.owned[i].ring.gate_position(self.owned[i].gate)
+        } else {
+            c
+        })
     }
 
     /// Records published but not yet read, over the partitions read now.

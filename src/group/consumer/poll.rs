@@ -62,6 +62,58 @@ impl<T> std::ops::Deref for Batch<'_, T> {
     }
 }
 
+impl<T: Copy + Send + 'static> super::Owned<T> {
+    /// One step of reading older records back from the journal: first tries
+    /// to move the gate back to the cursor (then the ring has the records
+    /// and `None` says to read it), else reads up to `max` records below
+    /// the gate from the journal into `out`. `Some(missed)`: records that
+    /// retention deleted before they could be read.
+    #[cold]
+    fn replay(
+        &mut self,
+        max: usize,
+        out: &mut Vec<Record<T>>,
+    ) -> Result<Option<u64>, ConsumerError> {
+        let pos = self.cursor.position();
+        let Err(_) = self.ring.rewind_gate(self.gate, pos) else {
+            self.replaying = false;
+            return Ok(None);
+        };
+        #[cfg(feature = "journal")]
+        if let Some((log, codec)) = self.log.as_mut() {
+            let gate = self.ring.gate_position(self.gate);
+            let tp = self.tp;
+            let n = log
+                .read(codec, pos, max, gate, |offset, value| {
+                    out.push(Record {
+                        topic: tp.topic,
+                        partition: tp.partition,
+                        offset,
+                        value,
+                    })
+                })
+                .map_err(|e| ConsumerError::Journal(std::sync::Arc::new(e)))?;
+            let mut lost = 0;
+            let mut next = pos + n as u64;
+            let earliest = log.shared().earliest();
+            if n == 0 && next < earliest {
+                lost = earliest.min(gate) - next;
+                next += lost;
+            }
+            self.cursor = crate::ring::Cursor::at(next);
+            if next >= gate {
+                self.replaying = false;
+            }
+            return Ok(Some(lost));
+        }
+        // Not journaled: nothing older than the ring exists.
+        self.replaying = false;
+        let lost = self.ring.gate_position(self.gate).saturating_sub(pos);
+        self.cursor = crate::ring::Cursor::at(pos + lost);
+        Ok(Some(lost))
+    }
+}
+
 /// Slice of waiting between checks for rebalances.
 const REBALANCE_CHECK: Duration = Duration::from_millis(20);
 
@@ -118,6 +170,20 @@ impl<T: Copy + Send + 'static> Consumer<T> {
                 }
                 let o = &mut self.owned[(self.rr + i) % k];
                 let tp = o.tp;
+                if o.replaying {
+                    let room = max - self.buf.len();
+                    match o.replay(room, &mut self.buf) {
+                        Ok(Some(lost)) => {
+                            missed += lost;
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            self.stats.add(self.buf.len() as u64, missed);
+                            return Err(e);
+                        }
+                    }
+                }
                 let outcome = o.ring.read_into(
                     &mut o.cursor,
                     max - self.buf.len(),

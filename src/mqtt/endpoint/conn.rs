@@ -522,7 +522,7 @@ impl Conn<'_> {
                         // The shard's other connections and its forwarder
                         // run on this thread too: let them, now and then.
                         eager += 1;
-                        if eager % 16 == 0 {
+                        if eager.is_multiple_of(16) {
                             tokio::task::yield_now().await;
                         }
                         continue;

@@ -1,0 +1,344 @@
+//! The journaller thread: the gating reader that writes every journaled
+//! partition's records to its log (module docs of [`super`]).
+//!
+//! One pass takes, for each partition, what was published past the
+//! journaller's cursor (at most `batch_records`), reading it in place under
+//! the journaller's own gate, encodes it into one batch and appends it with
+//! one `write`. Only then does the gate move. After the pass the fsync
+//! policy decides when `durable` moves, and the progress hooks run once if it
+//! did. An idle journaller parks on the rings like a consumer.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::format::{begin_batch, seal_batch, Codec, BATCH_HEADER};
+use super::{
+    Commits, Counters, FsyncPolicy, JournalConfig, OffsetStore, PartitionLog, ProgressHook, RETRY,
+};
+use crate::record::now_us;
+use crate::ring::{wait_until, Cursor, GateId, Ring, WaitStrategy, Wakeable};
+
+/// One journaled partition, as the journaller drives it.
+pub(crate) struct JournalPart<T> {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: u32,
+    pub(crate) ring: Arc<Ring<T>>,
+    pub(crate) gate: GateId,
+    pub(crate) log: PartitionLog,
+    pub(crate) cursor: Cursor,
+    retry_at: Option<Instant>,
+}
+
+impl<T: Copy + Send> JournalPart<T> {
+    /// A partition whose ring starts where `log` ends, with the
+    /// journaller's gate attached at that offset.
+    pub(crate) fn new(
+        topic: Arc<str>,
+        partition: u32,
+        ring: Arc<Ring<T>>,
+        gate: GateId,
+        log: PartitionLog,
+    ) -> Self {
+        let cursor = Cursor::at(log.next());
+        ring.waiters().attach_parker();
+        Self {
+            topic,
+            partition,
+            ring,
+            gate,
+            log,
+            cursor,
+            retry_at: None,
+        }
+    }
+
+    fn drained(&self) -> bool {
+        self.cursor.position() >= self.ring.published()
+    }
+}
+
+/// Everything the journaller thread owns.
+pub(crate) struct Journaller<T> {
+    pub(crate) config: JournalConfig,
+    pub(crate) codec: Codec<T>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) offsets: Arc<Mutex<OffsetStore>>,
+    pub(crate) hooks: Arc<Mutex<Vec<ProgressHook>>>,
+    pub(crate) inbox: Arc<Mutex<Vec<JournalPart<T>>>>,
+    /// Whether the engine was closed.
+    pub(crate) closed: Box<dyn Fn() -> bool + Send>,
+    /// The committed offsets of the cluster groups now.
+    pub(crate) commits: Box<dyn Fn() -> Commits + Send>,
+}
+
+struct Run<T> {
+    parts: Vec<JournalPart<T>>,
+    buf: Vec<u8>,
+    hooks: Vec<ProgressHook>,
+    next_sync: Instant,
+    next_offsets: Instant,
+    next_retention: Instant,
+    last_error_log: Option<Instant>,
+}
+
+impl<T: Copy + Send + 'static> Journaller<T> {
+    /// Runs until the engine is closed and every published record is
+    /// written (or `close_timeout` passed while writes kept failing).
+    pub(crate) fn run(self) {
+        let now = Instant::now();
+        let mut run = Run {
+            parts: Vec::new(),
+            buf: Vec::with_capacity(BATCH_HEADER + self.config.batch_records * self.codec.size),
+            hooks: Vec::new(),
+            next_sync: now,
+            next_offsets: now + self.config.offsets_interval,
+            next_retention: now,
+            last_error_log: None,
+        };
+        let mut closing_since: Option<Instant> = None;
+        loop {
+            let closed = (self.closed)();
+            self.take_inbox(&mut run);
+            let (wrote, durable) = self.pass(&mut run);
+            if durable {
+                for h in &run.hooks {
+                    h();
+                }
+            }
+            let now = Instant::now();
+            if now >= run.next_offsets {
+                self.save_offsets(&mut run);
+                run.next_offsets = now + self.config.offsets_interval;
+            }
+            if now >= run.next_retention {
+                self.retain(&mut run);
+                run.next_retention = now + Duration::from_secs(1);
+            }
+            if closed {
+                let since = *closing_since.get_or_insert(now);
+                let drained = run.parts.iter().all(|p| p.drained());
+                if drained || now.duration_since(since) >= self.config.close_timeout {
+                    self.finish(&mut run, drained);
+                    return;
+                }
+                if !wrote {
+                    std::thread::sleep(RETRY.min(Duration::from_millis(10)));
+                }
+                continue;
+            }
+            if !wrote {
+                let mut deadline = run.next_offsets.min(run.next_retention);
+                if let FsyncPolicy::Interval(_) = self.config.fsync {
+                    if run.parts.iter().any(|p| p.log.dirty) {
+                        deadline = deadline.min(run.next_sync);
+                    }
+                }
+                if let Some(r) = run.parts.iter().filter_map(|p| p.retry_at).min() {
+                    deadline = deadline.min(r);
+                }
+                // New partitions and the close are noticed within this.
+                deadline = deadline.min(now + Duration::from_millis(50));
+                let parts = &run.parts;
+                wait_until(
+                    || {
+                        parts
+                            .iter()
+                            .filter(|p| p.retry_at.is_none())
+                            .map(|p| (&*p.ring as &dyn Wakeable, p.cursor.position()))
+                    },
+                    WaitStrategy::Park,
+                    Some(deadline),
+                );
+            }
+        }
+    }
+
+    fn take_inbox(&self, run: &mut Run<T>) {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+        run.parts.append(&mut inbox);
+        drop(inbox);
+        let hooks = self.hooks.lock().unwrap_or_else(|e| e.into_inner());
+        if hooks.len() != run.hooks.len() {
+            run.hooks = hooks.clone();
+        }
+    }
+
+    /// One pass over every partition. Returns (something was written,
+    /// `durable` moved somewhere).
+    fn pass(&self, run: &mut Run<T>) -> (bool, bool) {
+        let now = Instant::now();
+        let ts = now_us();
+        let mut wrote = false;
+        let size = self.codec.size;
+        let encode = self.codec.encode;
+        for p in run.parts.iter_mut() {
+            if p.retry_at.is_some_and(|r| now < r) {
+                continue;
+            }
+            p.retry_at = None;
+            let mut cur = p.cursor;
+            let buf = &mut run.buf;
+            begin_batch(buf, cur.position(), ts);
+            // SAFETY: the journaller's gate sits at `p.cursor`, and it moves
+            // only below, after the batch is written, so the writer cannot
+            // reuse these slots while they are read (ring invariant 3).
+            let n = unsafe {
+                p.ring
+                    .read_ref(&mut cur, self.config.batch_records, |_, v| {
+                        let at = buf.len();
+                        buf.resize(at + size, 0);
+                        encode(v, &mut buf[at..]);
+                    })
+            };
+            if n == 0 {
+                continue;
+            }
+            seal_batch(buf, 0, n as u32);
+            let over_cap = self.config.max_bytes.is_some_and(|m| {
+                self.counters.bytes.load(Ordering::Relaxed) + buf.len() as u64 > m
+            });
+            let result = if over_cap {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "the journal's max_bytes is reached",
+                ))
+            } else {
+                p.log.append(buf, n as u64, ts)
+            };
+            match result {
+                Ok(()) => {
+                    Counters::add(&self.counters.bytes, buf.len() as u64);
+                    Counters::add(&self.counters.written, n as u64);
+                    Counters::add(&self.counters.batches, 1);
+                    p.cursor = cur;
+                    p.ring.advance_gate(p.gate, cur.position());
+                    wrote = true;
+                    if let Err(e) = p.log.roll_if_full(self.config.segment_bytes) {
+                        self.failed(&mut run.last_error_log, &format!("{e}"));
+                    }
+                }
+                Err(e) => {
+                    p.retry_at = Some(now + RETRY);
+                    let what = format!(
+                        "cannot write {n} records of {}/{}: {e}",
+                        p.topic, p.partition
+                    );
+                    self.failed(&mut run.last_error_log, &what);
+                }
+            }
+        }
+        let durable = match self.config.fsync {
+            FsyncPolicy::Always => wrote && self.sync_all(run, true),
+            FsyncPolicy::Interval(every) => {
+                if now >= run.next_sync {
+                    self.sync_all(run, false);
+                    run.next_sync = now + every;
+                }
+                publish_all(run)
+            }
+            FsyncPolicy::Never => publish_all(run),
+        };
+        (wrote, durable)
+    }
+
+    /// Syncs every dirty log; with `publish`, moves `durable` of those that
+    /// synced. Returns whether any did.
+    fn sync_all(&self, run: &mut Run<T>, publish: bool) -> bool {
+        let mut moved = false;
+        for p in run.parts.iter_mut() {
+            if !p.log.dirty {
+                continue;
+            }
+            match p.log.sync() {
+                Ok(()) => {
+                    Counters::add(&self.counters.syncs, 1);
+                    if publish && p.log.shared().durable() < p.log.next() {
+                        p.log.publish_durable();
+                        moved = true;
+                    }
+                }
+                Err(e) => {
+                    let what = format!("cannot sync {}/{}: {e}", p.topic, p.partition);
+                    self.failed(&mut run.last_error_log, &what);
+                }
+            }
+        }
+        moved
+    }
+
+    fn failed(&self, last_log: &mut Option<Instant>, what: &str) {
+        Counters::add(&self.counters.write_errors, 1);
+        let now = Instant::now();
+        if last_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+            tracing::error!("journal: {what} (retrying every {} ms)", RETRY.as_millis());
+            *last_log = Some(now);
+        }
+    }
+
+    fn save_offsets(&self, run: &mut Run<T>) {
+        let commits = (self.commits)();
+        let r = self
+            .offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .store(&commits);
+        if let Err(e) = r {
+            self.failed(&mut run.last_error_log, &format!("{e}"));
+        }
+    }
+
+    fn retain(&self, run: &mut Run<T>) {
+        if self.config.retention_bytes.is_none() && self.config.retention.is_none() {
+            return;
+        }
+        let min_us = self
+            .config
+            .retention
+            .map(|age| now_us().saturating_sub(age.as_micros() as u64));
+        for p in run.parts.iter_mut() {
+            let before = p.log.bytes;
+            let n = p.log.retain(self.config.retention_bytes, min_us);
+            Counters::add(&self.counters.deleted, n);
+            self.counters
+                .bytes
+                .fetch_sub(before - p.log.bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// The last pass at close: sync, save offsets, count what is given up.
+    fn finish(&self, run: &mut Run<T>, drained: bool) {
+        self.sync_all(run, true);
+        publish_all(run);
+        self.save_offsets(run);
+        if !drained {
+            let left: u64 = run
+                .parts
+                .iter()
+                .map(|p| p.ring.published() - p.cursor.position())
+                .sum();
+            Counters::add(&self.counters.abandoned, left);
+            tracing::error!(
+                "journal: closing with {left} records that could not be written (never acknowledged)"
+            );
+        }
+        for p in &run.parts {
+            p.ring.waiters().detach_parker();
+        }
+        for h in &run.hooks {
+            h();
+        }
+    }
+}
+
+/// Moves `durable` up to `written` wherever it lags (`Interval`, `Never`).
+fn publish_all<T>(run: &mut Run<T>) -> bool {
+    let mut moved = false;
+    for p in &run.parts {
+        if p.log.shared().durable() < p.log.next() {
+            p.log.publish_durable();
+            moved = true;
+        }
+    }
+    moved
+}
