@@ -199,7 +199,11 @@ pub fn start_on(
         );
     }
     b.member(
+        // Live statistics from now on: after a restart on a journal, the
+        // readings of earlier runs are not counted again (the cluster group
+        // `alerts` resumes from its committed offsets instead).
         ConsumerConfig::broadcast("stats")
+            .offset_reset(crate::OffsetReset::Latest)
             .wait(cfg.wait)
             .fetch(cfg.fetch_min, fetch_wait),
         topics,

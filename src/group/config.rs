@@ -9,7 +9,8 @@ use crate::ring::WaitStrategy;
 /// Where a reader starts when its group has no committed offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OffsetReset {
-    /// Oldest record still held in the ring.
+    /// Oldest record still held: in the journal for a journaled topic,
+    /// else in the ring.
     #[default]
     Earliest,
     /// The next record published.

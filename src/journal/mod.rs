@@ -49,6 +49,7 @@
 //! applies upstream (`Block` stops the writer, `Reject` refuses), and
 //! nothing unwritten is ever acknowledged.
 
+pub mod dump;
 mod format;
 mod journaller;
 mod log;

@@ -102,6 +102,86 @@ fn one() -> usize {
     1
 }
 
+/// `[journal]`: where the engine topics are journaled. No `dir`: the
+/// engine keeps records in memory only.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSection {
+    /// The data directory; set, `temperature` and `humidity` are journaled
+    /// and every acknowledgement waits for the journal.
+    #[serde(default)]
+    pub dir: Option<std::path::PathBuf>,
+    /// "always", "interval" or "never" ([`crate::journal::FsyncPolicy`]).
+    #[serde(default = "interval")]
+    pub fsync: String,
+    /// The interval of `fsync = "interval"`, ms.
+    #[serde(default = "ten")]
+    pub fsync_interval_ms: u64,
+    /// Segment size, bytes.
+    #[serde(default = "segment_bytes")]
+    pub segment_bytes: u64,
+    /// Retention by size per partition, bytes (0: none).
+    #[serde(default)]
+    pub retention_bytes: u64,
+    /// Retention by age, hours (0: none).
+    #[serde(default)]
+    pub retention_hours: u64,
+    /// A cap on the bytes of all segments (0: none): beyond it, writes fail
+    /// as on a full disk.
+    #[serde(default)]
+    pub max_bytes: u64,
+}
+
+fn interval() -> String {
+    "interval".into()
+}
+fn ten() -> u64 {
+    10
+}
+fn segment_bytes() -> u64 {
+    64 << 20
+}
+
+impl JournalSection {
+    /// The fsync policy named.
+    pub fn fsync_policy(&self) -> Result<crate::journal::FsyncPolicy, ConfigError> {
+        use crate::journal::FsyncPolicy;
+        match self.fsync.as_str() {
+            "always" => Ok(FsyncPolicy::Always),
+            "interval" if self.fsync_interval_ms > 0 => Ok(FsyncPolicy::Interval(
+                std::time::Duration::from_millis(self.fsync_interval_ms),
+            )),
+            "interval" => Err(ConfigError::Invalid(
+                "journal.fsync_interval_ms must be at least 1".into(),
+            )),
+            "never" => Ok(FsyncPolicy::Never),
+            other => Err(ConfigError::Invalid(format!(
+                "journal.fsync {other:?}: use always, interval or never"
+            ))),
+        }
+    }
+
+    /// The journal's configuration, if a directory is set.
+    pub fn journal_config(&self) -> Result<Option<crate::journal::JournalConfig>, ConfigError> {
+        let Some(dir) = &self.dir else {
+            return Ok(None);
+        };
+        let mut c = crate::journal::JournalConfig::new(dir).fsync(self.fsync_policy()?);
+        if self.segment_bytes < 4096 {
+            return Err(ConfigError::Invalid(format!(
+                "journal.segment_bytes must be at least 4096 (got {})",
+                self.segment_bytes
+            )));
+        }
+        c.segment_bytes = self.segment_bytes;
+        c.retention_bytes = (self.retention_bytes > 0).then_some(self.retention_bytes);
+        c.retention = (self.retention_hours > 0)
+            .then(|| std::time::Duration::from_secs(self.retention_hours * 3600));
+        c.max_bytes = (self.max_bytes > 0).then_some(self.max_bytes);
+        Ok(Some(c))
+    }
+}
+
 /// Largest `mqtt.max_packet_size` accepted (MQTT's own limit is 256 MiB).
 pub const MAX_PACKET_SIZE: usize = 16 * 1024 * 1024;
 /// Most ingest shards.
@@ -120,6 +200,9 @@ pub struct ServerConfig {
     pub ingest: IngestConfig,
     /// Built-in consumers.
     pub consumers: ConsumersConfig,
+    /// The journal (none unless `dir` is set).
+    #[serde(default)]
+    pub journal: JournalSection,
 }
 
 fn de_layout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SlotLayout, D::Error> {
@@ -229,6 +312,14 @@ impl ServerConfig {
         ] {
             crate::topic::check_topic("check", &topic)
                 .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
+        }
+        self.journal.journal_config()?;
+        if self.journal.dir.is_some() && i.policy == OverflowPolicy::Overwrite {
+            return bad(
+                "ingest.policy = \"overwrite\" cannot be journaled (the writer would pass the \
+                 journal): use block or reject with journal.dir"
+                    .into(),
+            );
         }
         let c = &self.consumers;
         if c.alerts_members == 0 {

@@ -62,12 +62,25 @@ impl Server {
         config.check()?;
         let i = &config.ingest;
         let shards = config.shards();
-        let engine: Engine<Reading> = Engine::new();
+        let journal = config.journal.journal_config()?;
+        let journaled = journal.is_some();
+        let engine: Engine<Reading> = match journal {
+            Some(j) => Engine::with_journal(j)?,
+            None => Engine::new(),
+        };
         let topic = TopicConfig::new(i.partitions, i.capacity)
             .policy(i.policy)
-            .layout(i.layout);
+            .layout(i.layout)
+            .journaled(journaled);
         engine.create_topic(TEMPERATURE, topic)?;
         engine.create_topic(HUMIDITY, topic)?;
+        let logs = match (
+            engine.journal_logs(TEMPERATURE)?,
+            engine.journal_logs(HUMIDITY)?,
+        ) {
+            (Some(t), Some(h)) => Some([t, h]),
+            _ => None,
+        };
         let dead_letters: Engine<DeadLetter> = Engine::new();
         dead_letters.create_topic(
             DEAD_LETTER,
@@ -82,8 +95,17 @@ impl Server {
             Limits {
                 max_payload: i.max_payload,
             },
+            logs,
         );
         let stats = plan.stats.clone();
+        // The journal wakes every shard's forwarder after each pass, so
+        // acknowledgements waiting for it go out.
+        let wake = plan.wake.clone();
+        engine.on_journal_progress(Arc::new(move || {
+            for w in wake.iter() {
+                w.notify_one();
+            }
+        }));
         let addr = config.mqtt.listen;
         let endpoint = Endpoint::start(config.endpoint(), plan)
             .map_err(|source| ServerError::Bind { addr, source })?;
@@ -91,6 +113,14 @@ impl Server {
             "MQTT 3.1, 3.1.1 and 5 on {} ({shards} ingest shards)",
             endpoint.local_addr()
         );
+        if let (Some(dir), Some(j)) = (engine.data_dir(), engine.journal_stats()) {
+            tracing::info!(
+                "journal in {}: {} records recovered, {} truncated from a torn tail",
+                dir.display(),
+                j.recovered,
+                j.truncated
+            );
+        }
         Ok(Self {
             engine,
             dead_letters,
@@ -114,6 +144,11 @@ impl Server {
     /// The engine with `dead_letter`.
     pub fn dead_letters(&self) -> &Engine<DeadLetter> {
         &self.dead_letters
+    }
+
+    /// The journal's counters (`None` without a journal).
+    pub fn journal_stats(&self) -> Option<crate::journal::JournalStats> {
+        self.engine.journal_stats()
     }
 
     /// The configuration in use.

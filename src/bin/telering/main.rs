@@ -1,6 +1,7 @@
 //! `telering`: the command-line front of the engine.
 
 mod demo;
+mod dump;
 mod pipeline;
 mod serve;
 mod session;
@@ -31,6 +32,8 @@ enum Command {
     Serve(serve::Args),
     /// The engine alone, embedded: in-process simulated sensors, no MQTT.
     Pipeline(pipeline::Args),
+    /// Print a journaled topic as JSON lines, from `serve --data-dir`.
+    Dump(dump::Args),
     /// Print the default configuration file.
     GenerateConfig,
 }
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Demo(args)) => demo::run(&args),
         Some(Command::Serve(args)) => serve::run(&args),
         Some(Command::Pipeline(args)) => pipeline::run(&args),
+        Some(Command::Dump(args)) => dump::run(&args),
         Some(Command::GenerateConfig) => {
             print!("{}", telering::mqtt::DEFAULT_CONFIG);
             Ok(())

@@ -22,6 +22,11 @@ pub struct Args {
     /// the partitions (default: the config's, 0 = one per core).
     #[arg(long)]
     pub shards: Option<usize>,
+    /// Journal the engine topics in this data directory (overrides the
+    /// config's `[journal] dir`): acknowledgements wait for the journal, and
+    /// a restart continues where it ended.
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
     /// Stop after this many seconds (default: run until SIGINT or SIGTERM).
     #[arg(long)]
     pub duration: Option<u64>,
@@ -41,6 +46,9 @@ pub fn config(args: &Args) -> Result<ServerConfig, Box<dyn std::error::Error>> {
     }
     if let Some(n) = args.shards {
         cfg.ingest.shards = n;
+    }
+    if let Some(d) = &args.data_dir {
+        cfg.journal.dir = Some(d.clone());
     }
     cfg.check()?;
     Ok(cfg)

@@ -39,6 +39,14 @@ pub struct Summary {
     pub forwarded: u64,
     /// Ingest shards.
     pub shards: usize,
+    /// Records found in the journal at start (0 without a journal).
+    pub recovered: u64,
+    /// Records cut from a torn journal tail at start.
+    pub truncated: u64,
+    /// Records written to the journal in this run.
+    pub journaled: u64,
+    /// Journal writes or syncs that failed and were retried.
+    pub journal_errors: u64,
     /// Records handled per consumer group.
     pub delivered: BTreeMap<String, u64>,
     /// Records reported missed per consumer group.
@@ -142,8 +150,12 @@ impl Session {
     /// then the consumers, and sums up.
     pub fn finish(self) -> Summary {
         let shards = self.server.config().shards();
+        let engine = self.server.engine().clone();
         let ingest: IngestSnapshot = self.server.shutdown();
         let report = self.runtime.shutdown(Shutdown::Drain);
+        // Waits for the journal to write and sync what is left.
+        engine.close();
+        let journal = engine.journal_stats().unwrap_or_default();
         let total = self
             .shared
             .total
@@ -163,6 +175,10 @@ impl Session {
             duplicates: ingest.duplicates,
             forwarded: ingest.forwarded,
             shards,
+            recovered: journal.recovered,
+            truncated: journal.truncated,
+            journaled: journal.written,
+            journal_errors: journal.write_errors,
             delivered: report.handled(),
             missed: report.missed(),
             handler_panics: report.panics(),
@@ -190,6 +206,12 @@ impl Summary {
         row("rejected (full Reject topic)", self.rejected.to_string());
         row("abandoned at shutdown", self.abandoned.to_string());
         row("  of received: wills", self.wills.to_string());
+        if self.recovered + self.journaled > 0 {
+            row("journal: recovered at start", self.recovered.to_string());
+            row("  truncated (torn tail)", self.truncated.to_string());
+            row("  written in this run", self.journaled.to_string());
+            row("  write errors (retried)", self.journal_errors.to_string());
+        }
         for (g, n) in &self.delivered {
             row(
                 &format!("delivered to {g}"),

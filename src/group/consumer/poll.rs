@@ -107,6 +107,8 @@ impl<T: Copy + Send + 'static> super::Owned<T> {
             return Ok(Some(lost));
         }
         // Not journaled: nothing older than the ring exists.
+        #[cfg(not(feature = "journal"))]
+        let _ = (max, out);
         self.replaying = false;
         let lost = self.ring.gate_position(self.gate).saturating_sub(pos);
         self.cursor = crate::ring::Cursor::at(pos + lost);

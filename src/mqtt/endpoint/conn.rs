@@ -913,6 +913,7 @@ mod tests {
             engine.producer("h").unwrap(),
             dead.producer("d").unwrap(),
             Limits::default(),
+            None,
         );
         plan.seeds.swap_remove(0).into_parts().0
     }

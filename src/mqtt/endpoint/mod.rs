@@ -244,7 +244,7 @@ async fn forward(shard: Rc<Shard>, mut fwd: Forwarder, shared: Arc<Shared>) {
         // Acquire: pairs with the connections' Release on the way out, so
         // what they handed off is visible to `idle`.
         if *stop.borrow() && shared.live.load(Ordering::Acquire) == 0 {
-            if fwd.idle() {
+            if fwd.idle() && !fwd.awaiting_journal(&shard) {
                 return;
             }
             // Records held for a partition that stays full (a consumer
@@ -256,7 +256,7 @@ async fn forward(shard: Rc<Shard>, mut fwd: Forwarder, shared: Arc<Shared>) {
                 return;
             }
         }
-        let nap = if held {
+        let nap = if held || fwd.awaiting_journal(&shard) {
             Duration::from_millis(1)
         } else {
             Duration::from_millis(100)

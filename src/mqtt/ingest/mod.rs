@@ -66,6 +66,7 @@ pub use stats::{IngestSnapshot, IngestStats};
 
 use super::dead_letter::DeadLetter;
 use super::validate::{validate_with, Limits, Metric, Reason};
+use crate::journal::LogShared;
 use crate::record::{now_us, partition_for};
 use crate::ring::{self, OverflowPolicy, PublishError, Reader, Writer};
 use crate::Reading;
@@ -260,23 +261,29 @@ pub(crate) struct ShardSeed {
     in_verdict: Vec<Option<Reader<VerdictMsg>>>,
     wake: Arc<[Notify]>,
     stats: Arc<IngestStats>,
+    journal: Option<[Vec<Arc<LogShared>>; 2]>,
 }
 
 /// The seeds of every shard, wired to each other.
 pub(crate) struct Shards {
     pub(crate) seeds: Vec<ShardSeed>,
     pub(crate) stats: Arc<IngestStats>,
+    /// Wakes each shard's forwarder (the journal's progress hook uses it).
+    pub(crate) wake: Arc<[Notify]>,
 }
 
 impl Shards {
     /// Splits the producers' partition writers over `shards` shards and
-    /// builds the hand-off rings between every pair.
+    /// builds the hand-off rings between every pair. With `journal` (the
+    /// logs of `temperature` and `humidity`), a QoS 1 or 2 verdict waits
+    /// until the journal has the record.
     pub(crate) fn new(
         shards: usize,
         temperature: crate::Producer<Reading>,
         humidity: crate::Producer<Reading>,
         dead: crate::Producer<DeadLetter>,
         limits: Limits,
+        journal: Option<[Vec<Arc<LogShared>>; 2]>,
     ) -> Self {
         assert!(shards >= 1, "at least one shard");
         let partitions = temperature.partitions();
@@ -312,6 +319,7 @@ impl Shards {
                 in_verdict: (0..shards).map(|_| None).collect(),
                 wake: wake.clone(),
                 stats: stats.clone(),
+                journal: journal.clone(),
             });
         }
         seeds.reverse();
@@ -332,7 +340,7 @@ impl Shards {
                 seeds[a].in_verdict[b] = Some(r);
             }
         }
-        Self { seeds, stats }
+        Self { seeds, stats, wake }
     }
 }
 
@@ -343,6 +351,7 @@ struct Core {
     dead: Writer<DeadLetter>,
     out_fwd: Vec<Option<Writer<Forward>>>,
     conns: Slots,
+    durability: Option<Durability>,
 }
 
 /// The ingest stage as seen from one shard thread. `!Send`: it lives on its
@@ -373,6 +382,8 @@ pub(crate) struct Forwarder {
     held_verdicts: Vec<std::collections::VecDeque<VerdictMsg>>,
     buf: Vec<Forward>,
     vbuf: Vec<VerdictMsg>,
+    /// Shards to wake after releasing journaled verdicts (reused).
+    wake_src: Vec<bool>,
 }
 
 impl ShardSeed {
@@ -390,6 +401,7 @@ impl ShardSeed {
                 dead: self.dead,
                 out_fwd: self.out_fwd,
                 conns: Slots::default(),
+                durability: self.journal.map(Durability::new),
             }),
             pending_wake: RefCell::new(vec![false; n]),
             any_wake: Cell::new(false),
@@ -404,27 +416,69 @@ impl ShardSeed {
             held_verdicts: (0..n).map(|_| Default::default()).collect(),
             buf: Vec::with_capacity(FORWARD_BATCH),
             vbuf: Vec::with_capacity(FORWARD_BATCH),
+            wake_src: Vec::with_capacity(n),
         };
         (shard, fwd)
     }
 }
 
+/// Publishes one record; `Ok` with its outcome and, if it got in, its
+/// offset; `Err` when a `Block` partition is full.
 fn publish_one(
     w: &mut Writer<Reading>,
     r: Reading,
     stats: &stats::ShardStats,
-) -> Result<Outcome, Reading> {
+) -> Result<(Outcome, Option<u64>), Reading> {
     match w.try_publish(r) {
-        Ok(_) => {
+        Ok(offset) => {
             stats.record();
-            Ok(Outcome::Accepted)
+            Ok((Outcome::Accepted, Some(offset)))
         }
         Err(PublishError::Full(r)) if w.ring().policy() == OverflowPolicy::Block => Err(r),
         Err(PublishError::Full(_)) => {
             stats.rejected();
-            Ok(Outcome::QuotaExceeded)
+            Ok((Outcome::QuotaExceeded, None))
         }
-        Err(PublishError::Closed(_)) => Ok(Outcome::Closed),
+        Err(PublishError::Closed(_)) => Ok((Outcome::Closed, None)),
+    }
+}
+
+/// A record in its partition whose verdict waits until the journal holds
+/// it ([`LogShared::durable`]).
+#[derive(Debug, Clone, Copy)]
+struct Awaiting {
+    offset: u64,
+    conn: u64,
+    token: u64,
+    /// The shard whose connection waits (this one, or the one that handed
+    /// the record over).
+    src: usize,
+}
+
+/// The journaled partitions of this shard and the verdicts waiting for
+/// them: one queue per owned partition and topic, in offset order (this
+/// shard is the partition's only writer). Bounded by the connections'
+/// in-flight windows.
+struct Durability {
+    logs: [Vec<Arc<LogShared>>; 2],
+    waiting: Vec<std::collections::VecDeque<Awaiting>>,
+    count: usize,
+}
+
+impl Durability {
+    fn new(logs: [Vec<Arc<LogShared>>; 2]) -> Self {
+        let n = logs[0].len() * 2;
+        Self {
+            logs,
+            waiting: (0..n).map(|_| Default::default()).collect(),
+            count: 0,
+        }
+    }
+
+    fn push(&mut self, topic: TopicKind, partition: u32, a: Awaiting) {
+        let i = topic as usize * self.logs[0].len() + partition as usize;
+        self.waiting[i].push_back(a);
+        self.count += 1;
     }
 }
 
@@ -524,7 +578,25 @@ impl Shard {
                 };
                 let w = w.as_mut().expect("an owned partition has its writer here");
                 match publish_one(w, m.reading, st) {
-                    Ok(o) => m.outcome = m.outcome.and(o),
+                    Ok((o, offset)) => {
+                        m.outcome = m.outcome.and(o);
+                        // Journaled: the acknowledgement waits for the journal.
+                        if let (Some(offset), Some(t_), Some(d)) =
+                            (offset, ticket, core.durability.as_mut())
+                        {
+                            d.push(
+                                t.topic,
+                                t.partition,
+                                Awaiting {
+                                    offset,
+                                    conn: t_.conn,
+                                    token: t_.token,
+                                    src: self.index,
+                                },
+                            );
+                            m.forwarded += 1;
+                        }
+                    }
                     Err(_) => return Step::Busy,
                 }
             } else {
@@ -643,7 +715,7 @@ impl Forwarder {
     /// partitions it owns. Returns (work done, records held back by a full
     /// partition).
     pub(crate) fn pass(&mut self, shard: &Shard) -> (bool, bool) {
-        let mut did = false;
+        let mut did = self.release_durable(shard);
         let mut held_any = false;
         let st = shard.stats.shard(shard.index);
         for src in 0..shard.shards {
@@ -688,8 +760,8 @@ impl Forwarder {
             let mut core = shard.core.borrow_mut();
             let mut sent_verdict = false;
             while let Some(f) = self.held[src].front().copied() {
-                let outcome = if f.barrier {
-                    Outcome::Accepted
+                let (outcome, offset) = if f.barrier {
+                    (Outcome::Accepted, None)
                 } else {
                     let w = match f.topic {
                         TopicKind::Temperature => &mut core.temperature[f.partition as usize],
@@ -697,13 +769,26 @@ impl Forwarder {
                     };
                     let w = w.as_mut().expect("forwarded to the owner");
                     match publish_one(w, f.reading, st) {
-                        Ok(o) => o,
+                        Ok(r) => r,
                         Err(_) => break,
                     }
                 };
                 self.held[src].pop_front();
                 did = true;
-                if f.ticket {
+                if let (true, Some(offset), Some(d)) = (f.ticket, offset, core.durability.as_mut())
+                {
+                    // Journaled: the verdict goes once the journal has it.
+                    d.push(
+                        f.topic,
+                        f.partition,
+                        Awaiting {
+                            offset,
+                            conn: f.conn,
+                            token: f.token,
+                            src,
+                        },
+                    );
+                } else if f.ticket {
                     let v = VerdictMsg {
                         conn: f.conn,
                         token: f.token,
@@ -724,6 +809,75 @@ impl Forwarder {
         (did, held_any)
     }
 
+    /// Sends the verdicts of the records the journal now holds: to this
+    /// shard's connections, or back to the shard that handed them over.
+    /// Returns whether any went.
+    fn release_durable(&mut self, shard: &Shard) -> bool {
+        let mut core = shard.core.borrow_mut();
+        let core = &mut *core;
+        let Some(d) = core.durability.as_mut() else {
+            return false;
+        };
+        if d.count == 0 {
+            return false;
+        }
+        let partitions = d.logs[0].len();
+        let mut sent = false;
+        let woke = &mut self.wake_src;
+        woke.clear();
+        woke.resize(shard.shards, false);
+        for (i, q) in d.waiting.iter_mut().enumerate() {
+            let Some(first) = q.front() else { continue };
+            let durable = d.logs[i / partitions][i % partitions].durable();
+            if first.offset >= durable {
+                continue;
+            }
+            while let Some(a) = q.front().copied() {
+                if a.offset >= durable {
+                    break;
+                }
+                q.pop_front();
+                d.count -= 1;
+                sent = true;
+                if a.src == shard.index {
+                    if let Some(mb) = core.conns.get(a.conn) {
+                        mb.verdicts
+                            .borrow_mut()
+                            .push_back((a.token, Outcome::Accepted));
+                        mb.notify.notify_one();
+                    }
+                } else {
+                    let v = VerdictMsg {
+                        conn: a.conn,
+                        token: a.token,
+                        outcome: Outcome::Accepted.code(),
+                    };
+                    let vout = self.out_verdict[a.src].as_mut().expect("verdict ring");
+                    if !self.held_verdicts[a.src].is_empty() || vout.try_publish(v).is_err() {
+                        self.held_verdicts[a.src].push_back(v);
+                    }
+                    woke[a.src] = true;
+                }
+            }
+        }
+        for (src, w) in woke.iter().enumerate() {
+            if *w {
+                shard.wake[src].notify_one();
+            }
+        }
+        sent
+    }
+
+    /// Whether verdicts wait for the journal.
+    pub(crate) fn awaiting_journal(&self, shard: &Shard) -> bool {
+        shard
+            .core
+            .borrow()
+            .durability
+            .as_ref()
+            .is_some_and(|d| d.count > 0)
+    }
+
     /// Gives up what is held back (a shutdown ran out of time while a
     /// partition was full): records counted as abandoned, verdicts dropped
     /// (their connections are gone).
@@ -736,6 +890,11 @@ impl Forwarder {
         shard.stats().abandoned(n as u64);
         for h in &mut self.held_verdicts {
             h.clear();
+        }
+        // In the engine, but their connections are gone: no one to tell.
+        if let Some(d) = shard.core.borrow_mut().durability.as_mut() {
+            d.waiting.iter_mut().for_each(|q| q.clear());
+            d.count = 0;
         }
     }
 
