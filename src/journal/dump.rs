@@ -32,6 +32,18 @@ pub struct Dumped<T> {
 /// The partitions of `topic` found in the data directory `dir`, ascending.
 pub fn partitions(dir: &Path, topic: &str) -> Result<Vec<u32>, JournalError> {
     let tdir = dir.join("topics").join(topic);
+    if !crate::topic::is_valid_name(topic) || !tdir.is_dir() {
+        let known = topics(dir)?;
+        return Err(JournalError::Config(format!(
+            "no journaled topic {topic:?} in {} (found: {})",
+            dir.display(),
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
     let entries = std::fs::read_dir(&tdir).map_err(|e| JournalError::io("list", &tdir, e))?;
     let mut out = Vec::new();
     for e in entries {
@@ -41,6 +53,17 @@ pub fn partitions(dir: &Path, topic: &str) -> Result<Vec<u32>, JournalError> {
         }
     }
     out.sort_unstable();
+    Ok(out)
+}
+
+/// The journaled topics found in the data directory `dir`, sorted.
+pub fn topics(dir: &Path) -> Result<Vec<String>, JournalError> {
+    let tdir = dir.join("topics");
+    let entries = std::fs::read_dir(&tdir).map_err(|e| JournalError::io("list", &tdir, e))?;
+    let mut out: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    out.sort();
     Ok(out)
 }
 

@@ -138,13 +138,20 @@ pub enum TopicConfigError {
     InvalidName(String),
 }
 
-pub(crate) fn check_topic(name: &str, cfg: &TopicConfig) -> Result<(), TopicConfigError> {
-    let valid_name = !name.is_empty()
+/// Whether `name` is a valid topic name: 1 to [`MAX_TOPIC_NAME_LEN`]
+/// characters from `[A-Za-z0-9._-]` (so also a safe directory name).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= MAX_TOPIC_NAME_LEN
+        && name != "."
+        && name != ".."
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if !valid_name {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+pub(crate) fn check_topic(name: &str, cfg: &TopicConfig) -> Result<(), TopicConfigError> {
+    if !is_valid_name(name) {
         return Err(TopicConfigError::InvalidName(name.to_owned()));
     }
     if cfg.partitions == 0 {
