@@ -34,6 +34,11 @@ pub struct Args {
     /// replaced by free loopback ports).
     #[arg(long, short)]
     pub config: Option<String>,
+    /// Journal the engine topics in this data directory (as `serve
+    /// --data-dir`): acknowledgements wait for the journal; read it back
+    /// with `telering dump`.
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Args {
@@ -45,6 +50,7 @@ impl Default for Args {
             qos: 1,
             malformed: 0.01,
             config: None,
+            data_dir: None,
         }
     }
 }
@@ -55,6 +61,9 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         None => ServerConfig::default(),
     };
     cfg.mqtt.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    if let Some(d) = &args.data_dir {
+        cfg.journal.dir = Some(d.clone());
+    }
     let mut session = Session::start(cfg)?;
     let broker = session.server().local_addr();
     println!("telering demo: {}", session.describe());

@@ -93,8 +93,18 @@ impl Session {
 
     pub fn describe(&self) -> String {
         let c = self.server.config();
+        let journal = match (self.server.engine().data_dir(), self.server.journal_stats()) {
+            (Some(d), Some(j)) => format!(
+                "journaled in {} (fsync {}; {} records recovered, {} truncated)",
+                d.display(),
+                c.journal.fsync,
+                j.recovered,
+                j.truncated
+            ),
+            _ => "in memory (no journal)".to_owned(),
+        };
         format!(
-            "MQTT 3.1/3.1.1/5 on {} ({} ingest shards); topics temperature and humidity ({} partitions x {} slots, {:?}); \
+            "MQTT 3.1/3.1.1/5 on {} ({} ingest shards); topics temperature and humidity ({} partitions x {} slots, {:?}), {journal}; \
              groups alerts (cluster, {} members) and stats (broadcast); {}",
             self.server.local_addr(),
             c.shards(),
