@@ -268,6 +268,18 @@ impl<T: Copy + Send> Group<T> {
                 let known = gp.committed.load(Ordering::Relaxed);
                 let want = if known == NO_COMMIT {
                     reset_position(topic, p, reset)
+                } else if known > ring.published() {
+                    // A commit saved past the journal's end (a power loss
+                    // took the last interval of records, not the offsets
+                    // file): resume at the end, as Kafka does past the log.
+                    tracing::warn!(
+                        topic = %topic.name,
+                        partition = p,
+                        committed = known,
+                        end = ring.published(),
+                        "committed offset past the end of the partition; resuming at the end"
+                    );
+                    ring.published()
                 } else {
                     known
                 };
