@@ -298,8 +298,8 @@ impl<T: Copy + Send + 'static> Journaller<T> {
             .map(|age| now_us().saturating_sub(age.as_micros() as u64));
         for p in run.parts.iter_mut() {
             let before = p.log.bytes;
-            let n = p.log.retain(self.config.retention_bytes, min_us);
-            Counters::add(&self.counters.deleted, n);
+            p.log
+                .retain(self.config.retention_bytes, min_us, &self.counters.deleted);
             self.counters
                 .bytes
                 .fetch_sub(before - p.log.bytes, Ordering::Relaxed);

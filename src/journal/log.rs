@@ -366,7 +366,13 @@ impl PartitionLog {
     /// Deletes the oldest closed segments while the log holds more than
     /// `max_bytes`, or while their newest record is older than `min_us`.
     /// The active segment is never deleted. Returns the records deleted.
-    pub(crate) fn retain(&mut self, max_bytes: Option<u64>, min_us: Option<u64>) -> u64 {
+    /// `deleted` counts them before readers can see them gone.
+    pub(crate) fn retain(
+        &mut self,
+        max_bytes: Option<u64>,
+        min_us: Option<u64>,
+        deleted_count: &AtomicU64,
+    ) -> u64 {
         let mut deleted = 0;
         while let Some(c) = self.closed.front().copied() {
             let over = max_bytes.is_some_and(|m| self.bytes > m);
@@ -375,6 +381,7 @@ impl PartitionLog {
                 break;
             }
             let next_base = self.closed.get(1).map_or(self.active_base, |n| n.base);
+            deleted_count.fetch_add(next_base - c.base, Ordering::Relaxed);
             // Readers stop seeing it before the file goes.
             self.shared.earliest.store(next_base, Ordering::Release);
             self.shared
