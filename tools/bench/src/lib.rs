@@ -8,11 +8,14 @@
 //!   bandwidth, clock cost);
 //! - [`latency`]: one-way latency at a fixed rate, coordinated-omission
 //!   corrected, in HdrHistograms;
+//! - [`journal`]: the journal's batched publish and durable latency per
+//!   fsync mode against the sequential-write floor of the same directory;
 //! - [`pingpong`]: one-way latency as round trip / 2 against an interleaved
 //!   floor;
 //! - [`plot`]: the latency percentile plot.
 
 pub mod floors;
+pub mod journal;
 pub mod latency;
 pub mod pingpong;
 pub mod plot;

@@ -1,7 +1,8 @@
 //! Quick comparison of telering with peer queues, without criterion.
 //!
 //! `cargo run --release -p telering-bench -- [--quick] [--json] [--records N]
-//! [--rate R] [--out DIR] [--no-latency]`
+//! [--rate R] [--out DIR] [--no-latency] [--no-journal | --journal-only]
+//! [--journal-dir DIR]`
 //!
 //! In one run it measures
 //! - the floors of this machine: core-to-core one-way latency (pinned atomic
@@ -13,6 +14,12 @@
 //! - one-way latency at a fixed rate with coordinated-omission correction for
 //!   each telering wait strategy and the peers (`latency.rs`), written as
 //!   `.hgrm` percentile distributions and a percentile plot (`plot.rs`);
+//! - the journal (`journal.rs`, in a scratch directory in `--journal-dir`,
+//!   by default the system temp dir): the sequential-write floor of that
+//!   directory (1 MiB `write_all`s, without and with an `fdatasync` each),
+//!   journaled batched publish through the engine under `fsync = interval`
+//!   against it, and the durable latency of one record at a time per fsync
+//!   mode; `--journal-only` runs only this (and the machine floors);
 //! - and whether the performance targets were met (`targets.rs`).
 //!
 //! The report, as tables or as one JSON object, is written by `report.rs`.
@@ -30,15 +37,16 @@ use std::time::Instant;
 
 use clap::Parser;
 use serde_json::json;
-use telering_bench::{floors, latency, pingpong, plot, scenarios};
+use telering_bench::{floors, journal, latency, pingpong, plot, scenarios};
 
 use floors::{median, Floors};
+use journal::{JournalBench, JournalResult};
 use latency::{LatConfig, LatResult, LatSystem};
 use pingpong::{PingResult, PingSystem};
 use scenarios::{Kind, Pins, Scenario, System, CAPACITY};
 
 use report::{round, to_json, write_report};
-use targets::evaluate_targets;
+use targets::{evaluate_targets, journal_target};
 
 /// Bytes per record.
 const RECORD_BYTES: usize = std::mem::size_of::<telering::Reading>();
@@ -82,6 +90,24 @@ struct Args {
     /// `SCENARIO/SYSTEM` also keeps only that system (e.g. `spsc_single/telering`).
     #[arg(long)]
     only: Option<String>,
+    /// Only the machine floors and the journal section: the write floor of
+    /// the journal's directory, journaled batched publish against it, and
+    /// the durable latency per fsync mode (about 15 s; 3 s with --quick).
+    #[arg(long, visible_alias = "journal", conflicts_with = "no_journal")]
+    journal_only: bool,
+    /// Skip the journal section.
+    #[arg(long)]
+    no_journal: bool,
+    /// Where the journal section writes: a fresh directory is made in it
+    /// and deleted at the end. Put it on the filesystem of the data dir
+    /// [default: the system temp dir].
+    #[arg(long)]
+    journal_dir: Option<PathBuf>,
+    /// MiB per throughput run of the journal section (the floors and the
+    /// journaled publish; each also stops after 2 s, 1 s with --quick)
+    /// [default: 256; 64 with --quick].
+    #[arg(long)]
+    journal_mib: Option<u64>,
 }
 
 /// One system's runs in one scenario.
@@ -189,7 +215,7 @@ fn main() -> ExitCode {
             Some(name) if s.id != "base" => s.only(|sys| sys.name == name),
             _ => s,
         })
-        .filter(|s| !s.systems.is_empty())
+        .filter(|s| !s.systems.is_empty() && !args.journal_only)
         .map(|s| ScenarioResult {
             rows: s
                 .systems
@@ -205,7 +231,9 @@ fn main() -> ExitCode {
         .collect();
     // Size each system's runs: a calibration run (also the warm-up, not
     // counted) gives its rate, and a run then lasts about `run_secs`.
-    eprint!("calibrating");
+    if !results.is_empty() {
+        eprint!("calibrating");
+    }
     for res in results.iter_mut() {
         for row in res.rows.iter_mut() {
             row.records = match args.records {
@@ -219,7 +247,9 @@ fn main() -> ExitCode {
             eprint!(".");
         }
     }
-    eprintln!();
+    if !results.is_empty() {
+        eprintln!();
+    }
     for rep in 0..reps {
         for res in results.iter_mut() {
             eprint!("run {}/{reps} {:<15}", rep + 1, res.scenario.id);
@@ -249,7 +279,7 @@ fn main() -> ExitCode {
         prefill: CAPACITY as u64,
         rounds,
     };
-    if !args.no_latency {
+    if !args.no_latency && !args.journal_only {
         eprintln!(
             "latency: {} rounds of {} messages at {:.2} M msg/s per system (after one lap of {} back to back and {} scheduled warm-up, not recorded) ...",
             lat_cfg.rounds,
@@ -306,10 +336,54 @@ fn main() -> ExitCode {
         }
     }
 
+    // ----- journal -----
+    let mut journal_error: Option<String> = None;
+    let mut journal_files: Vec<PathBuf> = Vec::new();
+    let journal: Option<JournalResult> = if args.no_journal {
+        None
+    } else {
+        let parent = args.journal_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let mut cfg = JournalBench::new(parent, quick);
+        if let Some(mib) = args.journal_mib {
+            cfg.bytes = mib.max(1) << 20;
+        }
+        eprintln!(
+            "journal: in a scratch directory in {}: {} round(s) of the write floor ({} MiB of {} KiB writes, without and with fdatasync), journaled send_batch_to({}) of the same bytes under fsync {}, and {} durable-latency samples per fsync mode ...",
+            cfg.parent.display(),
+            cfg.rounds,
+            cfg.bytes >> 20,
+            cfg.buffer >> 10,
+            cfg.batch,
+            journal::mode_name(telering::journal::FsyncPolicy::Interval(cfg.interval)),
+            cfg.samples
+        );
+        match journal::run(&cfg, |line| eprintln!("  {line}")) {
+            Ok(r) => {
+                match write_journal_files(&args.out, &r) {
+                    Ok(f) => journal_files = f,
+                    Err(e) => eprintln!("warning: could not write the journal latency files: {e}"),
+                }
+                Some(r)
+            }
+            Err(e) => {
+                eprintln!("error: the journal section failed: {e}");
+                journal_error = Some(e);
+                None
+            }
+        }
+    };
+
     // ----- report -----
     let c2c_end = floors::recheck_c2c(&pins);
     let moved = c2c_end > 2.0 * fl.c2c_one_way_ns || fl.c2c_one_way_ns > 2.0 * c2c_end;
-    let targets = evaluate_targets(&results, &lat, &ping, &fl);
+    let mut targets = if args.journal_only {
+        Vec::new()
+    } else {
+        evaluate_targets(&results, &lat, &ping, &fl)
+    };
+    if !args.no_journal {
+        targets.push(journal_target(journal.as_ref(), journal_error.as_deref()));
+    }
     write_report(
         &mut report,
         &pins,
@@ -323,6 +397,8 @@ fn main() -> ExitCode {
         &targets,
         plot_path.as_deref(),
         &files,
+        journal.as_ref(),
+        &journal_files,
     );
     let _ = writeln!(
         report,
@@ -355,11 +431,19 @@ fn main() -> ExitCode {
             plot_path.as_deref(),
             &files,
         );
+        v["journal"] = match (&journal, &journal_error) {
+            (Some(j), _) => report::journal_json(j, &journal_files),
+            (None, Some(e)) => json!({ "error": e }),
+            (None, None) => serde_json::Value::Null,
+        };
         v["floors"]["core_to_core_at_end_ns"] = json!(round(c2c_end, 2));
         v["floors"]["vcpus_moved_during_run"] = json!(moved);
         println!("{v}");
     } else {
         print!("{report}");
+    }
+    if journal_error.is_some() {
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }
@@ -409,6 +493,21 @@ fn write_latency_files(
     );
     plot::percentile_svg(&svg, &title, lat, Some(fl.c2c_one_way_ns))?;
     Ok((files, svg))
+}
+
+/// The journal section's latency histograms as `.hgrm` files in `out`.
+fn write_journal_files(out: &Path, r: &JournalResult) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out)?;
+    let mut files = Vec::new();
+    for m in &r.latency {
+        let path = out.join(format!(
+            "journal-durable-{}.hgrm",
+            journal::mode_name(m.mode)
+        ));
+        latency::write_hgrm(&path, &m.hist)?;
+        files.push(path);
+    }
+    Ok(files)
 }
 
 /// Runs every system once per round, round after round, so a burst of noise

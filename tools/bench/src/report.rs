@@ -1,5 +1,5 @@
 //! The run's report: the tables for people (floors, throughput, against the
-//! floors, latency, ping-pong, targets) and the same results as one JSON
+//! floors, latency, ping-pong, journal, targets) and the same results as one JSON
 //! object (`--json`).
 
 use std::fmt::Write as _;
@@ -7,12 +7,15 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 use telering::WaitStrategy;
-use telering_bench::floors::{Floors, RING_BYTES};
+use telering_bench::floors::{median, Floors, RING_BYTES};
+use telering_bench::journal::{mode_name, JournalResult, Written};
 use telering_bench::latency::{LatConfig, LatResult, LatSystem, PERCENTILES};
 use telering_bench::pingpong::{self, PingResult};
 use telering_bench::scenarios::{Kind, Pins, CAPACITY};
 
-use crate::targets::{adjusted_p50, latency_disturbed, latency_of, memcpy_fraction, Target};
+use crate::targets::{
+    adjusted_p50, latency_disturbed, latency_of, memcpy_fraction, Target, TARGET_JOURNAL_FLOOR,
+};
 use crate::{Row, ScenarioResult, RECORD_BYTES};
 
 /// Whether the core-to-core runs disagree so much that the vCPUs probably
@@ -36,6 +39,8 @@ pub(crate) fn write_report(
     targets: &[Target],
     plot_path: Option<&Path>,
     files: &[PathBuf],
+    journal: Option<&JournalResult>,
+    journal_files: &[PathBuf],
 ) {
     let w = out;
     let _ = writeln!(
@@ -89,7 +94,9 @@ pub(crate) fn write_report(
         );
     }
 
-    let _ = writeln!(w, "\n-- throughput, M records/s --");
+    if !results.is_empty() {
+        let _ = writeln!(w, "\n-- throughput, M records/s --");
+    }
     for res in results {
         let s = &res.scenario;
         let over = res.oversubscribed(pins);
@@ -159,7 +166,9 @@ pub(crate) fn write_report(
         }
     }
 
-    let _ = writeln!(w, "\n-- against the floors --");
+    if !results.is_empty() || !lat.is_empty() {
+        let _ = writeln!(w, "\n-- against the floors --");
+    }
     for id in ["spsc_single", "spsc_batch"] {
         if let Some(res) = results.iter().find(|r| r.scenario.id == id) {
             if let Some(t) = res.telering() {
@@ -285,6 +294,10 @@ pub(crate) fn write_report(
         );
     }
 
+    if let Some(j) = journal {
+        journal_report(w, j, journal_files);
+    }
+
     let _ = writeln!(
         w,
         "\n-- targets (benchmark results on this machine, not tests) --"
@@ -297,6 +310,236 @@ pub(crate) fn write_report(
         };
         let _ = writeln!(w, "  [{tag}] {}: {}", t.name, t.detail);
     }
+}
+
+fn mb_runs(v: &[Written]) -> Vec<f64> {
+    v.iter().map(|w| w.bytes_per_s() / 1e6).collect()
+}
+
+/// The journal section of the report.
+fn journal_report(w: &mut String, j: &JournalResult, files: &[PathBuf]) {
+    let c = &j.cfg;
+    let fs = j
+        .filesystem
+        .as_ref()
+        .map_or("filesystem unknown".to_owned(), |(t, dev, at)| {
+            format!("{t} ({dev} on {at})")
+        });
+    let _ = writeln!(
+        w,
+        "\n-- journal: scratch directory {} on {fs}{}; {} round(s), best floor runs and median journal runs --",
+        j.dir.display(),
+        if j.in_memory() { ", IN MEMORY" } else { "" },
+        c.rounds
+    );
+    if j.in_memory() {
+        let _ = writeln!(
+            w,
+            "WARNING: {fs} keeps files in memory and its fdatasync reaches no disk: every figure below is memory's; rerun with --journal-dir on the data disk"
+        );
+    }
+    let floor_line = |w: &mut String, what: &str, runs: &[Written], best: f64| {
+        let mb = mb_runs(runs);
+        let _ = writeln!(
+            w,
+            "{what:<44} {:8.1} MB/s (median {:.1}; runs {}; {} MiB per run)",
+            best / 1e6,
+            median(&mut mb.clone()),
+            list(&mb, 1),
+            runs.first().map_or(0, |r| r.bytes >> 20)
+        );
+    };
+    floor_line(
+        w,
+        &format!("write floor: {} KiB write_all, no sync", c.buffer >> 10),
+        &j.floor_write,
+        j.floor_write_best(),
+    );
+    floor_line(
+        w,
+        &format!(
+            "write floor: {} KiB write_all + fdatasync each",
+            c.buffer >> 10
+        ),
+        &j.floor_sync,
+        j.floor_sync_best(),
+    );
+    let runs: Vec<Written> = j.publish.iter().map(|r| r.written).collect();
+    let mb = mb_runs(&runs);
+    let _ = writeln!(
+        w,
+        "{:<44} {:8.1} MB/s (best {:.1}; runs {}) of segment bytes on disk",
+        format!(
+            "journaled send_batch_to({}), {}",
+            c.batch,
+            mode_name(telering::journal::FsyncPolicy::Interval(c.interval))
+        ),
+        j.publish_median() / 1e6,
+        j.publish_best() / 1e6,
+        list(&mb, 1)
+    );
+    let per_round = j.fraction_per_round();
+    let _ = writeln!(
+        w,
+        "  = {:.3} of the write floor without sync (target ≥ {TARGET_JOURNAL_FLOOR}: {}; within each round: {}), {:.3} of the fdatasync floor",
+        j.fraction_of_write_floor(),
+        if j.fraction_of_write_floor() >= TARGET_JOURNAL_FLOOR {
+            "MET"
+        } else {
+            "MISSED"
+        },
+        list(&per_round, 3),
+        j.fraction_of_sync_floor()
+    );
+    let never: Vec<Written> = j.publish_never.iter().map(|r| r.written).collect();
+    let _ = writeln!(
+        w,
+        "{:<44} {:8.1} MB/s (runs {}) = {:.3} of the write floor (no target: the journal without its syncs)",
+        format!("journaled send_batch_to({}), never", c.batch),
+        j.publish_never_median() / 1e6,
+        list(&mb_runs(&never), 1),
+        j.publish_never_median() / j.floor_write_best()
+    );
+    let on_cpu =
+        |cpu: Option<f64>, secs: f64| cpu.map_or("?".to_owned(), |c| format!("{:.2}", c / secs));
+    let runs = j
+        .publish
+        .iter()
+        .map(|r| ("interval", r))
+        .chain(j.publish_never.iter().map(|r| ("never", r)));
+    for (i, (mode, r)) in runs.enumerate() {
+        let s = &r.stats;
+        let round = i % j.publish.len().max(1) + 1;
+        let _ = writeln!(
+            w,
+            "  {mode} run {round}: {} records ({:.1} M rec/s) in {} journal batches ({:.0} records each), {} fdatasyncs; last send returned at {:.3} s, durable at {:.3} s; share of the time on a CPU: journaller {} (waiting for one {}), publisher {}",
+            r.records,
+            r.records as f64 / r.written.secs / 1e6,
+            s.batches,
+            r.records as f64 / s.batches.max(1) as f64,
+            s.syncs,
+            r.publish_secs,
+            r.written.secs,
+            on_cpu(r.journaller_cpu_s, r.written.secs),
+            on_cpu(r.journaller_runqueue_s, r.written.secs),
+            on_cpu(r.producer_cpu_s, r.written.secs)
+        );
+    }
+    let _ = writeln!(
+        w,
+        "durable latency, us: one record at a time, at most one per {} us (ping style: send_to, then spin/yield until durable() covers it; the next when it is due; nothing queues): what a PUBACK waits for",
+        c.pace.as_micros()
+    );
+    let _ = writeln!(
+        w,
+        "  {:<15} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>13}",
+        "fsync", "samples", "p50", "p99", "p99.9", "max", "mean", "syncs/record"
+    );
+    let us = |ns: u64| ns as f64 / 1e3;
+    for m in &j.latency {
+        let _ = writeln!(
+            w,
+            "  {:<15} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>13.3}{}",
+            mode_name(m.mode),
+            m.hist.len(),
+            us(m.at(50.0)),
+            us(m.at(99.0)),
+            us(m.at(99.9)),
+            us(m.hist.max()),
+            m.hist.mean() / 1e3,
+            m.syncs as f64 / m.records.max(1) as f64,
+            if m.cut_short > 0 {
+                format!(
+                    "  ({} round(s) stopped at the {:.1} s budget)",
+                    m.cut_short,
+                    c.latency_budget.as_secs_f64()
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let Some(dir) = files.first().and_then(|f| f.parent()) {
+        let _ = writeln!(
+            w,
+            "  percentile distributions (.hgrm, values in ns): {}/journal-durable-*.hgrm ({} files)",
+            dir.display(),
+            files.len()
+        );
+    }
+}
+
+/// The journal section as JSON (the `journal` key).
+pub(crate) fn journal_json(j: &JournalResult, files: &[PathBuf]) -> Value {
+    let c = &j.cfg;
+    let mb = |v: &[Written]| {
+        mb_runs(v)
+            .into_iter()
+            .map(|x| round(x, 1))
+            .collect::<Vec<_>>()
+    };
+    let runs: Vec<Written> = j.publish.iter().map(|r| r.written).collect();
+    let mut modes = Map::new();
+    for m in &j.latency {
+        modes.insert(
+            mode_name(m.mode),
+            json!({
+                "p50": m.at(50.0),
+                "p99": m.at(99.0),
+                "p99.9": m.at(99.9),
+                "max": m.hist.max(),
+                "mean": round(m.hist.mean(), 1),
+                "samples": m.hist.len(),
+                "records": m.records,
+                "fdatasyncs": m.syncs,
+                "rounds_cut_short_by_budget": m.cut_short,
+            }),
+        );
+    }
+    json!({
+        "dir": j.dir.display().to_string(),
+        "filesystem": j.filesystem.as_ref().map(|(t, dev, at)| json!({
+            "type": t, "device": dev, "mount": at,
+        })),
+        "in_memory_filesystem": j.in_memory(),
+        "rounds": c.rounds,
+        "bytes_per_run": c.bytes,
+        "write_bytes": c.buffer,
+        "method": "floors: best run; journal: median run; each measurement in a fresh directory",
+        "write_floor_mb_per_s": round(j.floor_write_best() / 1e6, 1),
+        "write_floor_runs_mb_per_s": mb(&j.floor_write),
+        "fdatasync_floor_mb_per_s": round(j.floor_sync_best() / 1e6, 1),
+        "fdatasync_floor_runs_mb_per_s": mb(&j.floor_sync),
+        "publish": {
+            "api": format!("Producer::send_batch_to({}), 1 partition, {} slots, Block", c.batch, CAPACITY),
+            "fsync": mode_name(telering::journal::FsyncPolicy::Interval(c.interval)),
+            "measured": "first send until durable() covers the last record; segment bytes on disk",
+            "mb_per_s": round(j.publish_median() / 1e6, 1),
+            "best_mb_per_s": round(j.publish_best() / 1e6, 1),
+            "runs_mb_per_s": mb(&runs),
+            "records_per_run": j.publish.iter().map(|r| r.records).collect::<Vec<_>>(),
+            "journal_batches_per_run": j.publish.iter().map(|r| r.stats.batches).collect::<Vec<_>>(),
+            "fdatasyncs_per_run": j.publish.iter().map(|r| r.stats.syncs).collect::<Vec<_>>(),
+            "journaller_cpu_share_per_run": j.publish.iter().map(|r| r.journaller_cpu_s.map(|c| round(c / r.written.secs, 3))).collect::<Vec<_>>(),
+            "journaller_runqueue_share_per_run": j.publish.iter().map(|r| r.journaller_runqueue_s.map(|c| round(c / r.written.secs, 3))).collect::<Vec<_>>(),
+            "publisher_cpu_share_per_run": j.publish.iter().map(|r| r.producer_cpu_s.map(|c| round(c / r.written.secs, 3))).collect::<Vec<_>>(),
+            "fraction_of_write_floor": round(j.fraction_of_write_floor(), 4),
+            "fraction_of_write_floor_per_round": j.fraction_per_round().iter().map(|x| round(*x, 4)).collect::<Vec<_>>(),
+            "fraction_of_fdatasync_floor": round(j.fraction_of_sync_floor(), 4),
+            "never_mb_per_s": round(j.publish_never_median() / 1e6, 1),
+            "never_runs_mb_per_s": mb(&j.publish_never.iter().map(|r| r.written).collect::<Vec<_>>()),
+            "never_fraction_of_write_floor": round(j.publish_never_median() / j.floor_write_best(), 4),
+            "target_fraction_of_write_floor": TARGET_JOURNAL_FLOOR,
+            "met": j.fraction_of_write_floor() >= TARGET_JOURNAL_FLOOR,
+        },
+        "durable_latency": {
+            "method": format!("one record at a time (ping style), at most one per {} us: from before send_to until durable() covers it", c.pace.as_micros()),
+            "pace_us": c.pace.as_micros() as u64,
+            "unit": "ns",
+            "modes": modes,
+        },
+        "files": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+    })
 }
 
 fn list(v: &[f64], decimals: usize) -> String {

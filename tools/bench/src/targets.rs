@@ -1,11 +1,13 @@
 //! The performance targets and the verdicts on them: telering's throughput
 //! against the best peer in the SPSC scenarios, and under BusySpin the
 //! one-way p50 against the core-to-core floor and the p99.9 against a fixed
-//! limit (the `TARGET_*` constants). Also the readings of the results that the
+//! limit (the `TARGET_*` constants); journaled batched publish against the
+//! write floor of its directory. Also the readings of the results that the
 //! verdicts and the report share.
 
 use telering::WaitStrategy;
 use telering_bench::floors::Floors;
+use telering_bench::journal::{mode_name, JournalResult};
 use telering_bench::latency::{LatResult, LatSystem};
 use telering_bench::pingpong::PingResult;
 
@@ -17,6 +19,9 @@ const TARGET_RATIO: f64 = 1.25;
 const TARGET_P50_FLOORS: f64 = 2.0;
 /// Latency target: busy-spin p99.9 below this, ns.
 const TARGET_P999_NS: f64 = 1000.0;
+/// Journal target: batched publish under `fsync = interval` ≥ this × the
+/// write floor (no sync) of the same directory, in bytes per second.
+pub(crate) const TARGET_JOURNAL_FLOOR: f64 = 0.7;
 
 /// A target and how it went.
 pub(crate) struct Target {
@@ -230,4 +235,50 @@ pub(crate) fn evaluate_targets(
 /// telering's throughput as a fraction of memcpy bandwidth (records × 32 B).
 pub(crate) fn memcpy_fraction(mrps: f64, fl: &Floors) -> f64 {
     mrps * 1e6 * RECORD_BYTES as f64 / fl.memcpy_bytes_per_s
+}
+
+/// The journal target: the median journaled batched-publish run (`fsync =
+/// interval`) against the best write-floor run without sync, in the same
+/// directory and the same run.
+pub(crate) fn journal_target(r: Option<&JournalResult>, error: Option<&str>) -> Target {
+    let name = format!(
+        "journal: batched publish, fsync interval, ≥ {TARGET_JOURNAL_FLOOR}× the write floor (no sync) of its directory"
+    );
+    let Some(r) = r else {
+        return Target {
+            name,
+            value: None,
+            unit: "× floor",
+            met: None,
+            detail: error.map_or("not measured in this run".to_owned(), |e| {
+                format!("not measured: the journal section failed: {e}")
+            }),
+        };
+    };
+    let x = r.fraction_of_write_floor();
+    let met = x >= TARGET_JOURNAL_FLOOR;
+    let (j, f) = (r.publish_median() / 1e6, r.floor_write_best() / 1e6);
+    let memory = if r.in_memory() {
+        " [the directory is on tmpfs: no disk behind it, rerun with --journal-dir on the data disk]"
+    } else {
+        ""
+    };
+    let detail = format!(
+        "{} {j:.0} MB/s (median run) vs write floor {f:.0} MB/s (best run) = {x:.2}×: {}; {:.2}× the fdatasync-per-MiB floor ({:.0} MB/s){memory}",
+        mode_name(telering::journal::FsyncPolicy::Interval(r.cfg.interval)),
+        if met {
+            format!("MET, {:.0} % above the target", (x / TARGET_JOURNAL_FLOOR - 1.0) * 100.0)
+        } else {
+            format!("MISSED by {:.0} %", (1.0 - x / TARGET_JOURNAL_FLOOR) * 100.0)
+        },
+        r.fraction_of_sync_floor(),
+        r.floor_sync_best() / 1e6
+    );
+    Target {
+        name,
+        value: Some(x),
+        unit: "× floor",
+        met: Some(met),
+        detail,
+    }
 }

@@ -5,6 +5,7 @@
 //! cargo run --release -p mqtt-bench -- --quick       # smoke test, a few seconds
 //! cargo run --release -p mqtt-bench -- --json        # JSON on stdout
 //! cargo run --release -p mqtt-bench -- --latency-only
+//! cargo run --release -p mqtt-bench -- --journal     # each telering also journaled
 //! ```
 //!
 //! The sensor simulator ([`telering_sim`], JSON payloads carrying their
@@ -23,6 +24,12 @@
 //! 3. **bare rumqttd**, one thread reading it through an in-process link,
 //!    with no validation and no engine.
 //!
+//! With `--journal`, each telering instance of the throughput runs runs a
+//! second time with the journal on (`telering-2shards-journal`: `[journal]
+//! dir` in a fresh directory in `--journal-dir`, the default `fsync =
+//! "interval"`, so every QoS 1 PUBACK waits for the journal), in the same
+//! rounds, with the same client ids; the directories are deleted at the end.
+//!
 //! Each system is started once (rumqttd cannot be stopped) and warmed up.
 //!
 //! **Throughput**, at each QoS of `--qos`: the simulator at full speed,
@@ -37,7 +44,8 @@
 //! their median over rounds reported (a round's runs are back to back, so
 //! slow drift of a shared machine cancels): bare rumqttd's server CPU per
 //! message over telering's ≥ 2, telering's msg/s ≥ 1.5× bare rumqttd's and
-//! ≥ 4× mosquitto's.
+//! ≥ 4× mosquitto's; with `--journal`, each journaled instance's msg/s ≥
+//! 0.8× the same instance's without the journal.
 //!
 //! **Latency**: the simulator at a fixed total rate (`--latency-rate`,
 //! QoS 1) into telering with the configuration's consumer fetch settings
@@ -150,6 +158,17 @@ struct Args {
     /// No latency run.
     #[arg(long)]
     no_latency: bool,
+    /// Also run each `--shards` telering instance of the throughput runs
+    /// with the journal on (`[journal] dir` in a fresh directory, `fsync =
+    /// "interval"`), in the same rounds: `telering-Nshards-journal`, and
+    /// its msg/s over the instance without the journal (target ≥ 0.8).
+    #[arg(long)]
+    journal: bool,
+    /// Where `--journal` makes the instances' data directories (deleted at
+    /// the end); put it on the disk to measure [default: the system temp
+    /// dir].
+    #[arg(long, requires = "journal")]
+    journal_dir: Option<PathBuf>,
     /// Only these systems (comma-separated or repeated).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Kind>,
@@ -352,6 +371,7 @@ fn run(args: &Args) -> Result<bool, String> {
         .map(|&f| SystemId::Telering {
             shards: latency_shards,
             fetch: Some(f),
+            journal: false,
         })
         .collect();
     let throughput_ids: Vec<SystemId> = if args.latency_only {
@@ -362,9 +382,18 @@ fn run(args: &Args) -> Result<bool, String> {
         } else {
             &[]
         };
+        let journaled: Vec<SystemId> = if args.journal {
+            shards
+                .iter()
+                .map(|&s| SystemId::telering_journal(s))
+                .collect()
+        } else {
+            Vec::new()
+        };
         shards
             .iter()
             .map(|&s| SystemId::telering(s))
+            .chain(journaled)
             .chain(extra.iter().copied())
             .chain([SystemId::Mosquitto, SystemId::Rumqttd])
             .filter(wanted)
@@ -427,13 +456,24 @@ fn run(args: &Args) -> Result<bool, String> {
     // Start every system once (rumqttd cannot be stopped); idle ones cost
     // little (parked threads, a quiet broker; the CPU tables show the rest
     // of this process).
+    if args.journal && throughput_ids.is_empty() {
+        eprintln!("mqtt-bench: --journal applies to the throughput runs, which do not run");
+    }
+    let journal_parent = args.journal_dir.clone().unwrap_or_else(std::env::temp_dir);
+    if all.iter().any(|id| id.journaled()) {
+        eprintln!(
+            "mqtt-bench: journaled telering instances keep their data in fresh directories in {} \
+             (fsync \"interval\"), deleted at the end",
+            journal_parent.display()
+        );
+    }
     let mut suts = Vec::new();
     let mut telering_pinning = BTreeMap::new();
     for &id in &all {
         if skipped.contains_key(&id.key()) {
             continue;
         }
-        match Started::start(id, mosquitto.as_deref()) {
+        match Started::start(id, mosquitto.as_deref(), &journal_parent) {
             Ok(s) => {
                 if let Sut::Telering(t) = &s.sut {
                     telering_pinning.insert(id.key(), t.pinning());

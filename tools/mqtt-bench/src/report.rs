@@ -18,6 +18,9 @@ pub const TARGET_CPU_OVER_RUMQTTD: f64 = 2.0;
 pub const TARGET_RATE_OVER_RUMQTTD: f64 = 1.5;
 /// Target: telering's ingest rate over mosquitto's.
 pub const TARGET_RATE_OVER_MOSQUITTO: f64 = 4.0;
+/// Target: a journaled telering's ingest rate over the same instance's
+/// without the journal (`--journal`).
+pub const TARGET_JOURNAL_OVER_MEMORY: f64 = 0.8;
 
 /// One run of one system.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -313,6 +316,17 @@ pub struct Phase {
     pub msg_per_s_ceilings: BTreeMap<String, BTreeMap<&'static str, Option<f64>>>,
     /// The simulator's CPU per message sent, µs, in each system's median run.
     pub sim_cpu_us_per_msg: BTreeMap<String, f64>,
+    /// Per journaled telering instance (`--journal`): its msg/s over the
+    /// same instance's without the journal (median over rounds of the
+    /// ratio within each round; target ≥ 0.8, in `targets`).
+    pub journal_ratios: BTreeMap<String, Option<f64>>,
+    /// Per journaled telering instance: its server CPU per message over the
+    /// same instance's without the journal (median over rounds of the
+    /// ratio within each round; no target).
+    pub journal_cpu_ratios: BTreeMap<String, Option<f64>>,
+    /// The targets: telering against the peers (journaled instances are
+    /// not compared with them), and each journaled instance against itself
+    /// without the journal.
     pub targets: Vec<Target>,
     pub all_received: bool,
     /// The systems in table order.
@@ -344,7 +358,7 @@ impl Phase {
         let mut msg_per_s_ceilings = BTreeMap::new();
         for id in order
             .iter()
-            .filter(|i| matches!(i, SystemId::Telering { .. }))
+            .filter(|i| matches!(i, SystemId::Telering { .. }) && !i.journaled())
         {
             let key = id.key();
             let tel = (key.as_str(), &systems[&key]);
@@ -388,6 +402,27 @@ impl Phase {
                 ]),
             );
         }
+        let mut journal_ratios = BTreeMap::new();
+        let mut journal_cpu_ratios = BTreeMap::new();
+        for id in order.iter().filter(|i| i.journaled()) {
+            let (key, off) = (id.key(), id.without_journal().key());
+            let (Some(on_r), Some(off_r)) = (systems.get(&key), systems.get(&off)) else {
+                continue;
+            };
+            let target = Target::new(
+                Metric::MsgPerS,
+                qos,
+                (&key, on_r),
+                (&off, off_r),
+                TARGET_JOURNAL_OVER_MEMORY,
+            );
+            journal_ratios.insert(key.clone(), target.ratio);
+            targets.push(target);
+            // CpuPerMsg puts the second's CPU over the first's: journal-on
+            // over journal-off, as the msg/s ratio reads.
+            let cpu = Target::new(Metric::CpuPerMsg, qos, (&off, off_r), (&key, on_r), 1.0);
+            journal_cpu_ratios.insert(key, cpu.ratio);
+        }
         let sim_cpu_us_per_msg = systems
             .iter()
             .map(|(k, x)| (k.clone(), x.run.sim_cpu_us_per_msg))
@@ -403,6 +438,8 @@ impl Phase {
             cpu_ratios,
             msg_per_s_ceilings,
             sim_cpu_us_per_msg,
+            journal_ratios,
+            journal_cpu_ratios,
             targets,
             all_received,
             order,
@@ -730,6 +767,16 @@ fn phase_table(s: &mut String, w: usize, p: &Phase) {
             );
         }
     }
+    for (k, v) in &p.journal_cpu_ratios {
+        if let Some(v) = v {
+            let off = k.trim_end_matches("-journal");
+            let _ = writeln!(
+                s,
+                "  {:<56} {v:>6.2}x  (no target)",
+                format!("{k}'s CPU/msg over {off}'s")
+            );
+        }
+    }
     let sims: Vec<String> = p
         .order
         .iter()
@@ -812,6 +859,14 @@ fn phase_table(s: &mut String, w: usize, p: &Phase) {
                 d.rejected,
                 d.dead_lettered
             );
+            if let (Some(w), Some(b), Some(y)) =
+                (d.journal_written, d.journal_batches, d.journal_syncs)
+            {
+                let _ = write!(
+                    line,
+                    "; journal wrote {w} records in {b} batches, {y} fdatasyncs"
+                );
+            }
         }
         for p in &x.round_problems {
             let _ = write!(line, "; PROBLEM: {p}");
@@ -953,10 +1008,18 @@ pub fn table(r: &Report) -> String {
         let _ = writeln!(s, "\ntelering at shutdown (cumulative over all runs):");
     }
     for (k, f) in &r.telering_final {
+        let journal = match (&f.journal, &f.journal_dir) {
+            (Some(j), Some(dir)) => format!(
+                "; journal in {dir} (deleted): wrote {} records in {} batches, {} fdatasyncs, {} \
+                 failed writes, {} abandoned",
+                j.written, j.batches, j.syncs, j.write_errors, j.abandoned
+            ),
+            _ => String::new(),
+        };
         let _ = writeln!(
             s,
             "  {k:<w$} endpoint received {}, records {} ({} forwarded), handled {:?}, missed \
-             {:?}, panics {}; {}",
+             {:?}, panics {}; {}{journal}",
             f.ingest.received,
             f.ingest.records,
             f.ingest.forwarded,
@@ -1040,11 +1103,26 @@ mod tests {
             BTreeMap::from([
                 (SystemId::telering(1), runs(300.0, 1.0)),
                 (SystemId::telering(2), runs(200.0, 2.0)),
+                (SystemId::telering_journal(1), runs(240.0, 1.5)),
                 (SystemId::Mosquitto, runs(50.0, 10.0)),
                 (SystemId::Rumqttd, runs(150.0, 3.0)),
             ]),
         );
-        assert_eq!(p.targets.len(), 6);
+        // Three per instance without the journal; the journaled one only
+        // against itself without it.
+        assert_eq!(p.targets.len(), 7);
+        assert_eq!(p.journal_ratios["telering-1shard-journal"], Some(0.8));
+        assert_eq!(p.journal_cpu_ratios["telering-1shard-journal"], Some(1.5));
+        let j = p
+            .targets
+            .iter()
+            .find(|t| t.telering == "telering-1shard-journal")
+            .unwrap();
+        assert_eq!(
+            (j.peer.as_str(), j.target, j.met),
+            ("telering-1shard", TARGET_JOURNAL_OVER_MEMORY, Some(true))
+        );
+        assert!(!p.ratios.contains_key("telering-1shard-journal"));
         assert_eq!(
             p.cpu_ratios["telering-1shard"]["telering_over_rumqttd"],
             Some(3.0)

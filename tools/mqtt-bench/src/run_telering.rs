@@ -7,10 +7,15 @@
 //! `temperature` and `humidity`. `stats` records the end-to-end latency (a
 //! tap in its handler); it is the consumer side that is counted.
 //!
-//! Two settings differ between the instances a run starts: the shard count
-//! and, for the latency run, the consumers' fetch settings.
+//! Three settings differ between the instances a run starts: the shard
+//! count, for the latency run the consumers' fetch settings, and with
+//! `--journal` the journal (`[journal] dir` set to a fresh directory, made
+//! when the instance starts and deleted when it stops; the configuration's
+//! `fsync = "interval"`), which makes every QoS 1 acknowledgement wait for
+//! it.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -40,16 +45,61 @@ pub struct Detail {
     pub delivered_alerts: u64,
     pub delivered_stats: u64,
     pub alerts_raised: u64,
+    /// Records the journal wrote (journaled instances).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_written: Option<u64>,
+    /// Journal batches (one `write` each).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_batches: Option<u64>,
+    /// The journal's `fdatasync` calls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_syncs: Option<u64>,
+    /// Journal writes or syncs that failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_write_errors: Option<u64>,
 }
 
 /// How a telering instance is set up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Setup {
     /// `ingest.shards`.
     pub shards: usize,
     /// `[consumers] fetch_min` and `fetch_max_wait_ms`; `None`: the
     /// default configuration's.
     pub fetch: Option<(usize, u64)>,
+    /// With a directory, the journal is on, in a fresh directory made in it.
+    pub journal_parent: Option<PathBuf>,
+}
+
+/// A journal's data directory, deleted (with everything in it) on drop.
+struct DataDir(PathBuf);
+
+impl DataDir {
+    fn new(parent: &Path, shards: usize) -> Result<Self, String> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = parent.join(format!(
+            "mqtt-bench-journal-{shards}shard{}-{}-{nanos:09}",
+            if shards == 1 { "" } else { "s" },
+            std::process::id()
+        ));
+        std::fs::create_dir_all(parent)
+            .and_then(|()| std::fs::create_dir(&dir))
+            .map_err(|e| format!("journal directory {}: {e}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            eprintln!(
+                "mqtt-bench: could not delete the journal directory {}: {e}",
+                self.0.display()
+            );
+        }
+    }
 }
 
 /// What is left at the end.
@@ -60,6 +110,22 @@ pub struct Final {
     pub missed: std::collections::BTreeMap<String, u64>,
     pub handler_panics: usize,
     pub pinning: String,
+    /// The journal's directory (deleted by now), if it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_dir: Option<String>,
+    /// The journal's counters at shutdown, after it wrote everything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<JournalCounters>,
+}
+
+/// [`telering::journal::JournalStats`], serialisable.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct JournalCounters {
+    pub written: u64,
+    pub batches: u64,
+    pub syncs: u64,
+    pub write_errors: u64,
+    pub abandoned: u64,
 }
 
 pub struct Telering {
@@ -70,6 +136,8 @@ pub struct Telering {
     addr: SocketAddr,
     base: Detail,
     consumers: ConsumersConfig,
+    /// Last: deleted once the server and its consumers are gone.
+    journal_dir: Option<DataDir>,
 }
 
 impl Telering {
@@ -77,7 +145,14 @@ impl Telering {
         let mut last = String::new();
         for _ in 0..5 {
             let addr = free_port().map_err(|e| format!("no free loopback port: {e}"))?;
+            // A fresh directory per attempt: a failed start leaves none.
+            let journal_dir = setup
+                .journal_parent
+                .as_deref()
+                .map(|p| DataDir::new(p, setup.shards))
+                .transpose()?;
             let mut cfg = ServerConfig::default();
+            cfg.journal.dir = journal_dir.as_ref().map(|d| d.0.clone());
             cfg.mqtt.listen = addr;
             cfg.ingest.shards = setup.shards;
             if let Some((min, wait_ms)) = setup.fetch {
@@ -114,6 +189,7 @@ impl Telering {
                 addr,
                 base: Detail::default(),
                 consumers,
+                journal_dir,
             });
         }
         Err(format!(
@@ -138,10 +214,17 @@ impl Telering {
         self.runtime.pinning().describe()
     }
 
+    /// Records the journal has written, for a journaled instance.
+    pub fn journal_written(&self) -> Option<u64> {
+        let j = self.server.journal_stats()?;
+        Some(j.written - self.base.journal_written.unwrap_or(0))
+    }
+
     fn cumulative(&self) -> Detail {
         let s = self.server.stats();
         let engine = self.server.engine();
         let delivered = |g: &str| engine.group_stats(g).map_or(0, |s| s.delivered);
+        let j = self.server.journal_stats();
         Detail {
             received: s.received,
             accepted: s.accepted,
@@ -152,6 +235,10 @@ impl Telering {
             delivered_alerts: delivered("alerts"),
             delivered_stats: delivered("stats"),
             alerts_raised: self.alerts.load(Ordering::Relaxed),
+            journal_written: j.map(|j| j.written),
+            journal_batches: j.map(|j| j.batches),
+            journal_syncs: j.map(|j| j.syncs),
+            journal_write_errors: j.map(|j| j.write_errors),
         }
     }
 
@@ -182,21 +269,45 @@ impl Telering {
             delivered_alerts: c.delivered_alerts - b.delivered_alerts,
             delivered_stats: c.delivered_stats - b.delivered_stats,
             alerts_raised: c.alerts_raised - b.alerts_raised,
+            journal_written: sub(c.journal_written, b.journal_written),
+            journal_batches: sub(c.journal_batches, b.journal_batches),
+            journal_syncs: sub(c.journal_syncs, b.journal_syncs),
+            journal_write_errors: sub(c.journal_write_errors, b.journal_write_errors),
         }
     }
 
     /// Stops the endpoint (it acknowledges what it read and drains its
     /// hand-off rings), then drains the consumers (both bounded).
+    /// The journal's counters are read once both are down (the engine
+    /// closed, so the journal wrote everything); then its directory goes.
     pub fn stop(self) -> Final {
         let pinning = self.pinning();
+        let engine = self.server.engine().clone();
         let ingest = self.server.shutdown();
         let report = self.runtime.shutdown(Shutdown::Drain);
+        engine.close();
+        let journal = engine.journal_stats().map(|j| JournalCounters {
+            written: j.written,
+            batches: j.batches,
+            syncs: j.syncs,
+            write_errors: j.write_errors,
+            abandoned: j.abandoned,
+        });
+        drop(engine);
+        let journal_dir = self.journal_dir.as_ref().map(|d| d.0.display().to_string());
+        drop(self.journal_dir);
         Final {
             ingest,
             handled: report.handled(),
             missed: report.missed(),
             handler_panics: report.panics(),
             pinning,
+            journal_dir,
+            journal,
         }
     }
+}
+
+fn sub(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    Some(a? - b.unwrap_or(0))
 }

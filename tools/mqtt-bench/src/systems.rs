@@ -45,10 +45,13 @@ pub enum Kind {
 pub enum SystemId {
     /// telering with `ingest.shards = shards`; its consumers fetch with
     /// `fetch` instead of the configuration's `[consumers] fetch_min` /
-    /// `fetch_max_wait_ms` when it is set.
+    /// `fetch_max_wait_ms` when it is set; with `journal`, its topics are
+    /// journaled (`[journal] dir` in a fresh temporary directory, the
+    /// default `fsync = "interval"`).
     Telering {
         shards: usize,
         fetch: Option<Fetch>,
+        journal: bool,
     },
     Mosquitto,
     Rumqttd,
@@ -59,7 +62,34 @@ impl SystemId {
         SystemId::Telering {
             shards,
             fetch: None,
+            journal: false,
         }
+    }
+
+    /// [`SystemId::telering`] with the journal on.
+    pub fn telering_journal(shards: usize) -> Self {
+        SystemId::Telering {
+            shards,
+            fetch: None,
+            journal: true,
+        }
+    }
+
+    /// The same system with the journal off (itself if it has none).
+    pub fn without_journal(self) -> Self {
+        match self {
+            SystemId::Telering { shards, fetch, .. } => SystemId::Telering {
+                shards,
+                fetch,
+                journal: false,
+            },
+            other => other,
+        }
+    }
+
+    /// Whether this is a telering instance with the journal on.
+    pub fn journaled(self) -> bool {
+        matches!(self, SystemId::Telering { journal: true, .. })
     }
 
     pub fn kind(self) -> Kind {
@@ -72,17 +102,23 @@ impl SystemId {
 
     /// The name in the JSON: `telering-1shard`, `telering-2shards`,
     /// `telering-2shards-fetch1` (fetch_min 1, fetch_max_wait_ms 0),
-    /// `telering-2shards-fetch16-1ms`, `mosquitto`, `rumqttd`.
+    /// `telering-2shards-fetch16-1ms`, `telering-2shards-journal`,
+    /// `mosquitto`, `rumqttd`.
     pub fn key(self) -> String {
         match self {
-            SystemId::Telering { shards, fetch } => format!(
-                "telering-{shards}shard{}{}",
+            SystemId::Telering {
+                shards,
+                fetch,
+                journal,
+            } => format!(
+                "telering-{shards}shard{}{}{}",
                 if shards == 1 { "" } else { "s" },
                 match fetch {
                     None => String::new(),
                     Some((min, 0)) => format!("-fetch{min}"),
                     Some((min, wait)) => format!("-fetch{min}-{wait}ms"),
-                }
+                },
+                if journal { "-journal" } else { "" }
             ),
             SystemId::Mosquitto => "mosquitto".to_owned(),
             SystemId::Rumqttd => "rumqttd".to_owned(),
@@ -103,8 +139,10 @@ impl SystemId {
     fn prefix(self) -> String {
         match self {
             // Fetch variants run on instances of their own: their prefix
-            // need not differ.
-            SystemId::Telering { shards, fetch } => {
+            // need not differ. Journaled instances use the same client ids
+            // as the instance without the journal, so their devices land in
+            // the same partitions and shards.
+            SystemId::Telering { shards, fetch, .. } => {
                 format!("t{shards}{}", if fetch.is_some() { "f" } else { "" })
             }
             SystemId::Mosquitto => "mo".to_owned(),
@@ -162,12 +200,24 @@ pub enum Sut {
 
 impl Sut {
     /// Starts `id`. mosquitto's subscriber subscribes at QoS 1, so it gets
-    /// each message at the QoS it was published with (QoS 0 stays 0).
-    pub fn start(id: SystemId, mosquitto: Option<&Path>) -> Result<Self, String> {
+    /// each message at the QoS it was published with (QoS 0 stays 0). A
+    /// journaled telering gets a fresh directory in `journal_parent`,
+    /// deleted when it stops.
+    pub fn start(
+        id: SystemId,
+        mosquitto: Option<&Path>,
+        journal_parent: &Path,
+    ) -> Result<Self, String> {
         Ok(match id {
-            SystemId::Telering { shards, fetch } => {
-                Sut::Telering(Box::new(Telering::start(Setup { shards, fetch })?))
-            }
+            SystemId::Telering {
+                shards,
+                fetch,
+                journal,
+            } => Sut::Telering(Box::new(Telering::start(Setup {
+                shards,
+                fetch,
+                journal_parent: journal.then(|| journal_parent.to_path_buf()),
+            })?)),
             SystemId::Mosquitto => {
                 let bin = mosquitto.ok_or("mosquitto is not installed")?;
                 Sut::Mosquitto(Mosquitto::start(bin, 1)?)
@@ -231,9 +281,13 @@ pub struct Started {
 impl Started {
     /// Starts `id` and notes the threads that appeared meanwhile (nothing
     /// else in this process starts threads while it does).
-    pub fn start(id: SystemId, mosquitto: Option<&Path>) -> Result<Self, String> {
+    pub fn start(
+        id: SystemId,
+        mosquitto: Option<&Path>,
+        journal_parent: &Path,
+    ) -> Result<Self, String> {
         let before = cpu::thread_ids();
-        let sut = Sut::start(id, mosquitto)?;
+        let sut = Sut::start(id, mosquitto, journal_parent)?;
         let threads = cpu::thread_ids().difference(&before).copied().collect();
         Ok(Self { id, sut, threads })
     }
@@ -274,9 +328,12 @@ pub fn run_once(started: &mut Started, plan: &Plan, tag: &str) -> Result<RunResu
     let complete = match sut {
         Sut::Telering(t) => {
             let want = sent * per;
+            // A journaled instance also has every record in its journal
+            // (at QoS 0 nothing waited for it).
+            let journal = || t.journal_written().unwrap_or(want);
             wait_until(
-                || t.slowest_group() >= want && t.recorder().count() >= want,
-                || t.recorder().count() + t.slowest_group(),
+                || t.slowest_group() >= want && t.recorder().count() >= want && journal() >= want,
+                || t.recorder().count() + t.slowest_group() + journal(),
                 QUIET,
                 DRAIN_LIMIT,
             )
@@ -356,6 +413,14 @@ pub fn run_once(started: &mut Started, plan: &Plan, tag: &str) -> Result<RunResu
                     problems.push(format!("{what}: {got}, expected {want}"));
                 }
             }
+            if let Some(written) = d.journal_written {
+                if written != records {
+                    problems.push(format!("journal written: {written}, expected {records}"));
+                }
+            }
+            if let Some(n) = d.journal_write_errors.filter(|&n| n > 0) {
+                problems.push(format!("journal: {n} failed writes or syncs"));
+            }
             result.telering = Some(d);
         }
         Sut::Mosquitto(m) => {
@@ -395,11 +460,13 @@ mod tests {
         let i = SystemId::Telering {
             shards: 2,
             fetch: Some((1, 0)),
+            journal: false,
         };
         assert_eq!(i.key(), "telering-2shards-fetch1");
         let w = SystemId::Telering {
             shards: 1,
             fetch: Some((16, 1)),
+            journal: false,
         };
         assert_eq!(w.key(), "telering-1shard-fetch16-1ms");
         assert_eq!(SystemId::Rumqttd.label(), "rumqttd (bare)");
@@ -407,9 +474,16 @@ mod tests {
         let big = SystemId::Telering {
             shards: 256,
             fetch: Some((1, 0)),
+            journal: true,
         };
         let id = format!("{}q1r19-{}", big.prefix(), 99_999);
         assert!(id.len() <= sim::MAX_DEVICE_ID_LEN, "{id}");
+        // The journaled instance: its own name, the same client ids.
+        let j = SystemId::telering_journal(2);
+        assert_eq!(j.key(), "telering-2shards-journal");
+        assert_eq!(j.prefix(), SystemId::telering(2).prefix());
+        assert_eq!(j.without_journal(), SystemId::telering(2));
+        assert!(j.journaled() && !SystemId::telering(2).journaled());
         // Tables list telering first, by shards, then the peers.
         let mut v = vec![
             SystemId::Rumqttd,
