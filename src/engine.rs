@@ -259,21 +259,31 @@ impl<T: crate::journal::Persist> Engine<T> {
         let journal = crate::journal::Journal::open(config, crate::journal::Codec::of())?;
         let topics = Arc::new(TopicRegistry::new());
         let groups: Groups<T> = Arc::new(Mutex::new(HashMap::new()));
+        let syncer = crate::journal::Syncer::start(crate::journal::SyncWork {
+            policy: journal.config.fsync,
+            counters: journal.counters.clone(),
+            hooks: journal.hooks.clone(),
+            offsets: journal.offsets.clone(),
+            offsets_interval: journal.config.offsets_interval,
+            commits: {
+                let (t, g) = (topics.clone(), groups.clone());
+                Box::new(move || crate::group::commits_of(&t, &g))
+            },
+        })
+        .map_err(|e| {
+            crate::journal::JournalError::io("start the syncer for", &journal.config.dir, e)
+        })?;
         let j = crate::journal::Journaller {
             config: journal.config.clone(),
             codec: journal.codec,
             counters: journal.counters.clone(),
-            offsets: journal.offsets.clone(),
             hooks: journal.hooks.clone(),
             inbox: journal.inbox.clone(),
             closed: {
                 let t = topics.clone();
                 Box::new(move || t.is_closed())
             },
-            commits: {
-                let (t, g) = (topics.clone(), groups.clone());
-                Box::new(move || crate::group::commits_of(&t, &g))
-            },
+            syncer,
         };
         let handle = std::thread::Builder::new()
             .name("telering-journal".into())

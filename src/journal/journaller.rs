@@ -4,18 +4,19 @@
 //! One pass takes, for each partition, what was published past the
 //! journaller's cursor (at most `batch_records`), reading it in place under
 //! the journaller's own gate, encodes it into one batch and appends it with
-//! one `write`. Only then does the gate move. After the pass the fsync
-//! policy decides when `durable` moves, and the progress hooks run once if it
-//! did. An idle journaller parks on the rings like a consumer.
+//! one `write`. Only then does the gate move. With `Interval` and `Never`
+//! `durable` moves with it and the progress hooks run once per pass; with
+//! `Always` the [`syncer`](super::syncer) moves it after its sync. No sync
+//! and no offsets save ever runs on this thread. An idle journaller parks on
+//! the rings like a consumer.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::format::{begin_batch, seal_batch, Codec, BATCH_HEADER};
-use super::{
-    Commits, Counters, FsyncPolicy, JournalConfig, OffsetStore, PartitionLog, ProgressHook, RETRY,
-};
+use super::syncer::Syncer;
+use super::{Counters, FsyncPolicy, JournalConfig, PartitionLog, ProgressHook, RETRY};
 use crate::record::now_us;
 use crate::ring::{wait_until, Cursor, GateId, Ring, WaitStrategy, Wakeable};
 
@@ -28,6 +29,8 @@ pub(crate) struct JournalPart<T> {
     pub(crate) log: PartitionLog,
     pub(crate) cursor: Cursor,
     retry_at: Option<Instant>,
+    /// Its index in the syncer.
+    sync_idx: usize,
 }
 
 impl<T: Copy + Send> JournalPart<T> {
@@ -50,6 +53,7 @@ impl<T: Copy + Send> JournalPart<T> {
             log,
             cursor,
             retry_at: None,
+            sync_idx: usize::MAX,
         }
     }
 
@@ -63,21 +67,18 @@ pub(crate) struct Journaller<T> {
     pub(crate) config: JournalConfig,
     pub(crate) codec: Codec<T>,
     pub(crate) counters: Arc<Counters>,
-    pub(crate) offsets: Arc<Mutex<OffsetStore>>,
     pub(crate) hooks: Arc<Mutex<Vec<ProgressHook>>>,
     pub(crate) inbox: Arc<Mutex<Vec<JournalPart<T>>>>,
     /// Whether the engine was closed.
     pub(crate) closed: Box<dyn Fn() -> bool + Send>,
-    /// The committed offsets of the cluster groups now.
-    pub(crate) commits: Box<dyn Fn() -> Commits + Send>,
+    /// Syncs and saves the offsets, on its own thread.
+    pub(crate) syncer: Syncer,
 }
 
 struct Run<T> {
     parts: Vec<JournalPart<T>>,
     buf: Vec<u8>,
     hooks: Vec<ProgressHook>,
-    next_sync: Instant,
-    next_offsets: Instant,
     next_retention: Instant,
     last_error_log: Option<Instant>,
 }
@@ -91,8 +92,6 @@ impl<T: Copy + Send + 'static> Journaller<T> {
             parts: Vec::new(),
             buf: Vec::with_capacity(BATCH_HEADER + self.config.batch_records * self.codec.size),
             hooks: Vec::new(),
-            next_sync: now,
-            next_offsets: now + self.config.offsets_interval,
             next_retention: now,
             last_error_log: None,
         };
@@ -107,10 +106,6 @@ impl<T: Copy + Send + 'static> Journaller<T> {
                 }
             }
             let now = Instant::now();
-            if now >= run.next_offsets {
-                self.save_offsets(&mut run);
-                run.next_offsets = now + self.config.offsets_interval;
-            }
             if now >= run.next_retention {
                 self.retain(&mut run);
                 run.next_retention = now + Duration::from_secs(1);
@@ -119,7 +114,7 @@ impl<T: Copy + Send + 'static> Journaller<T> {
                 let since = *closing_since.get_or_insert(now);
                 let drained = run.parts.iter().all(|p| p.drained());
                 if drained || now.duration_since(since) >= self.config.close_timeout {
-                    self.finish(&mut run, drained);
+                    self.finish(run, drained);
                     return;
                 }
                 if !wrote {
@@ -128,12 +123,7 @@ impl<T: Copy + Send + 'static> Journaller<T> {
                 continue;
             }
             if !wrote {
-                let mut deadline = run.next_offsets.min(run.next_retention);
-                if let FsyncPolicy::Interval(_) = self.config.fsync {
-                    if run.parts.iter().any(|p| p.log.dirty) {
-                        deadline = deadline.min(run.next_sync);
-                    }
-                }
+                let mut deadline = run.next_retention;
                 if let Some(r) = run.parts.iter().filter_map(|p| p.retry_at).min() {
                     deadline = deadline.min(r);
                 }
@@ -157,7 +147,12 @@ impl<T: Copy + Send + 'static> Journaller<T> {
 
     fn take_inbox(&self, run: &mut Run<T>) {
         let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
-        run.parts.append(&mut inbox);
+        for mut p in inbox.drain(..) {
+            p.sync_idx =
+                self.syncer
+                    .add(p.log.shared().clone(), p.log.file().clone(), p.log.next());
+            run.parts.push(p);
+        }
         drop(inbox);
         let hooks = self.hooks.lock().unwrap_or_else(|e| e.into_inner());
         if hooks.len() != run.hooks.len() {
@@ -215,8 +210,11 @@ impl<T: Copy + Send + 'static> Journaller<T> {
                     p.cursor = cur;
                     p.ring.advance_gate(p.gate, cur.position());
                     wrote = true;
-                    if let Err(e) = p.log.roll_if_full(self.config.segment_bytes) {
-                        self.failed(&mut run.last_error_log, &format!("{e}"));
+                    self.syncer.wrote(p.sync_idx, p.log.next());
+                    match p.log.roll_if_full(self.config.segment_bytes) {
+                        Ok(Some(old)) => self.syncer.rolled(p.sync_idx, old, p.log.file().clone()),
+                        Ok(None) => {}
+                        Err(e) => self.failed(&mut run.last_error_log, &format!("{e}")),
                     }
                 }
                 Err(e) => {
@@ -229,43 +227,12 @@ impl<T: Copy + Send + 'static> Journaller<T> {
                 }
             }
         }
+        // `Always`: the syncer moves `durable` after its sync.
         let durable = match self.config.fsync {
-            FsyncPolicy::Always => wrote && self.sync_all(run, true),
-            FsyncPolicy::Interval(every) => {
-                if now >= run.next_sync {
-                    self.sync_all(run, false);
-                    run.next_sync = now + every;
-                }
-                publish_all(run)
-            }
-            FsyncPolicy::Never => publish_all(run),
+            FsyncPolicy::Always => false,
+            FsyncPolicy::Interval(_) | FsyncPolicy::Never => publish_all(run),
         };
         (wrote, durable)
-    }
-
-    /// Syncs every dirty log; with `publish`, moves `durable` of those that
-    /// synced. Returns whether any did.
-    fn sync_all(&self, run: &mut Run<T>, publish: bool) -> bool {
-        let mut moved = false;
-        for p in run.parts.iter_mut() {
-            if !p.log.dirty {
-                continue;
-            }
-            match p.log.sync() {
-                Ok(()) => {
-                    Counters::add(&self.counters.syncs, 1);
-                    if publish && p.log.shared().durable() < p.log.next() {
-                        p.log.publish_durable();
-                        moved = true;
-                    }
-                }
-                Err(e) => {
-                    let what = format!("cannot sync {}/{}: {e}", p.topic, p.partition);
-                    self.failed(&mut run.last_error_log, &what);
-                }
-            }
-        }
-        moved
     }
 
     fn failed(&self, last_log: &mut Option<Instant>, what: &str) {
@@ -274,18 +241,6 @@ impl<T: Copy + Send + 'static> Journaller<T> {
         if last_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
             tracing::error!("journal: {what} (retrying every {} ms)", RETRY.as_millis());
             *last_log = Some(now);
-        }
-    }
-
-    fn save_offsets(&self, run: &mut Run<T>) {
-        let commits = (self.commits)();
-        let r = self
-            .offsets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .store(&commits);
-        if let Err(e) = r {
-            self.failed(&mut run.last_error_log, &format!("{e}"));
         }
     }
 
@@ -307,11 +262,9 @@ impl<T: Copy + Send + 'static> Journaller<T> {
         }
     }
 
-    /// The last pass at close: sync, save offsets, count what is given up.
-    fn finish(&self, run: &mut Run<T>, drained: bool) {
-        self.sync_all(run, true);
-        publish_all(run);
-        self.save_offsets(run);
+    /// The end at close: count what is given up, sync and save the offsets
+    /// (the syncer), wake whoever waits.
+    fn finish(self, mut run: Run<T>, drained: bool) {
         if !drained {
             let left: u64 = run
                 .parts
@@ -323,6 +276,11 @@ impl<T: Copy + Send + 'static> Journaller<T> {
                 "journal: closing with {left} records that could not be written (never acknowledged)"
             );
         }
+        if self.config.fsync != FsyncPolicy::Always {
+            publish_all(&mut run);
+        }
+        // Under `Always` its last sync moves `durable`.
+        self.syncer.stop();
         for p in &run.parts {
             p.ring.waiters().detach_parker();
         }

@@ -58,6 +58,12 @@ impl LogShared {
         self.durable.load(Ordering::Acquire)
     }
 
+    /// Moves `durable` up to `end` (never down).
+    pub(crate) fn set_durable(&self, end: u64) {
+        // Release: a reader of `durable` sees `written` at least as far.
+        self.durable.fetch_max(end, Ordering::Release);
+    }
+
     fn segment_for(&self, offset: u64) -> Option<u64> {
         let segs = self.segments.lock().unwrap_or_else(|e| e.into_inner());
         let i = segs.partition_point(|&b| b <= offset);
@@ -154,14 +160,16 @@ pub(crate) struct PartitionLog {
     record_size: usize,
     /// The header of this log's segments (its base offset set per segment).
     header: SegmentHeader,
-    file: File,
+    /// The active segment; shared with the syncer, which syncs it.
+    file: Arc<File>,
+    /// Whether new segments (and truncations) are synced: not with
+    /// `FsyncPolicy::Never`.
+    sync_files: bool,
     active_base: u64,
     active_len: u64,
     active_last_append_us: u64,
     next: u64,
     closed: VecDeque<Closed>,
-    /// Written since the last fsync.
-    pub(crate) dirty: bool,
     /// Bytes in all retained segments.
     pub(crate) bytes: u64,
 }
@@ -170,7 +178,11 @@ impl PartitionLog {
     /// Opens (creating if needed) the log in `dir`: scans every segment,
     /// truncates a torn tail of the newest and continues after its last
     /// whole batch.
-    pub(crate) fn open<T>(codec: &Codec<T>, dir: &Path) -> Result<(Self, Recovered), JournalError> {
+    pub(crate) fn open<T>(
+        codec: &Codec<T>,
+        dir: &Path,
+        sync_files: bool,
+    ) -> Result<(Self, Recovered), JournalError> {
         std::fs::create_dir_all(dir).map_err(|e| JournalError::io("create", dir, e))?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| JournalError::io("list", dir, e))? {
@@ -245,7 +257,7 @@ impl PartitionLog {
                 (file, s.base, len, s.last_append_us, s.end)
             }
             None => {
-                let file = create_segment(dir, 0, &header(0))?;
+                let file = create_segment(dir, 0, &header(0), sync_files)?;
                 (file, 0, SEGMENT_HEADER as u64, 0, 0)
             }
         };
@@ -266,13 +278,13 @@ impl PartitionLog {
                 shared,
                 record_size: codec.size,
                 header: SegmentHeader::new(codec, 0),
-                file,
+                file: Arc::new(file),
+                sync_files,
                 active_base,
                 active_len,
                 active_last_append_us: last_append_us,
                 next,
                 closed,
-                dirty: false,
                 bytes,
             },
             report,
@@ -297,70 +309,66 @@ impl PartitionLog {
         append_us: u64,
     ) -> std::io::Result<()> {
         debug_assert_eq!(batch.len() as u64, 24 + count * self.record_size as u64);
-        if let Err(e) = self.file.write_all(batch) {
+        let mut file: &File = &self.file;
+        if let Err(e) = file.write_all(batch) {
             // Leave no partial batch behind; if even that fails, recovery
             // finds a torn tail and cuts it.
-            let _ = self.file.set_len(self.active_len);
+            let _ = file.set_len(self.active_len);
             use std::io::Seek;
-            let _ = self.file.seek(std::io::SeekFrom::End(0));
+            let _ = file.seek(std::io::SeekFrom::End(0));
             return Err(e);
         }
         self.active_len += batch.len() as u64;
         self.bytes += batch.len() as u64;
         self.active_last_append_us = append_us;
         self.next += count;
-        self.dirty = true;
         // Release: the records are in the file before a reader sees them
         // counted.
         self.shared.written.store(self.next, Ordering::Release);
         Ok(())
     }
 
-    /// Marks what is written as durable (the fsync mode's promise is met).
+    /// Marks what is written as durable (`Interval` and `Never`: written
+    /// is what they promise).
     pub(crate) fn publish_durable(&self) {
-        // Release: a reader of `durable` sees `written` at least as far.
-        self.shared.durable.store(self.next, Ordering::Release);
+        self.shared.set_durable(self.next);
     }
 
-    /// `fdatasync` of the active segment, if anything was written since.
-    pub(crate) fn sync(&mut self) -> std::io::Result<()> {
-        if self.dirty {
-            self.file.sync_data()?;
-            self.dirty = false;
-        }
-        Ok(())
+    /// The active segment, for the syncer.
+    pub(crate) fn file(&self) -> &Arc<File> {
+        &self.file
     }
 
     /// Starts a new segment once the active one has reached `max_bytes`.
-    pub(crate) fn roll_if_full(&mut self, max_bytes: u64) -> Result<(), JournalError> {
+    /// Returns the segment it closed (still to be synced, by the syncer).
+    pub(crate) fn roll_if_full(
+        &mut self,
+        max_bytes: u64,
+    ) -> Result<Option<Arc<File>>, JournalError> {
         if self.active_len < max_bytes || self.next == self.active_base {
-            return Ok(());
+            return Ok(None);
         }
         let dir = self.shared.dir.clone();
-        self.file
-            .sync_data()
-            .map_err(|e| JournalError::io("sync", &dir.join(segment_name(self.active_base)), e))?;
         let header = SegmentHeader {
             base_offset: self.next,
             ..self.header
         };
-        let file = create_segment(&dir, self.next, &header.encode())?;
+        let file = create_segment(&dir, self.next, &header.encode(), self.sync_files)?;
         self.closed.push_back(Closed {
             base: self.active_base,
             bytes: self.active_len,
             last_append_us: self.active_last_append_us,
         });
-        self.file = file;
+        let old = std::mem::replace(&mut self.file, Arc::new(file));
         self.active_base = self.next;
         self.active_len = SEGMENT_HEADER as u64;
         self.bytes += SEGMENT_HEADER as u64;
-        self.dirty = false;
         self.shared
             .segments
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(self.next);
-        Ok(())
+        Ok(Some(old))
     }
 
     /// Deletes the oldest closed segments while the log holds more than
@@ -401,7 +409,7 @@ impl PartitionLog {
     }
 }
 
-fn create_segment(dir: &Path, base: u64, header: &[u8]) -> Result<File, JournalError> {
+fn create_segment(dir: &Path, base: u64, header: &[u8], sync: bool) -> Result<File, JournalError> {
     let path = dir.join(segment_name(base));
     let mut file = OpenOptions::new()
         .read(true)
@@ -410,9 +418,11 @@ fn create_segment(dir: &Path, base: u64, header: &[u8]) -> Result<File, JournalE
         .open(&path)
         .map_err(|e| JournalError::io("create", &path, e))?;
     file.write_all(header)
-        .and_then(|()| file.sync_data())
+        .and_then(|()| if sync { file.sync_data() } else { Ok(()) })
         .map_err(|e| JournalError::io("write", &path, e))?;
-    sync_dir(dir)?;
+    if sync {
+        sync_dir(dir)?;
+    }
     Ok(file)
 }
 

@@ -55,6 +55,7 @@ mod journaller;
 mod log;
 mod offsets;
 mod segment;
+mod syncer;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -68,6 +69,7 @@ pub(crate) use log::PartitionLog;
 pub use log::{LogReader, LogShared, Recovered};
 pub use offsets::Commits;
 pub(crate) use offsets::OffsetStore;
+pub(crate) use syncer::{SyncWork, Syncer};
 
 /// How long the journaller waits before it retries a failed write.
 pub const RETRY: Duration = Duration::from_millis(100);
@@ -225,7 +227,7 @@ pub struct JournalStats {
     pub written: u64,
     /// Batches written since start.
     pub batches: u64,
-    /// `fdatasync` calls.
+    /// `fdatasync` calls on segments (by the syncer thread).
     pub syncs: u64,
     /// Writes or syncs that failed (each is retried).
     pub write_errors: u64,
@@ -354,7 +356,11 @@ impl<T: Copy + Send + 'static> Journal<T> {
         topic: &str,
         partition: u32,
     ) -> Result<(PartitionLog, Recovered), JournalError> {
-        let (log, rec) = PartitionLog::open(&self.codec, &self.partition_dir(topic, partition))?;
+        let (log, rec) = PartitionLog::open(
+            &self.codec,
+            &self.partition_dir(topic, partition),
+            self.config.fsync != FsyncPolicy::Never,
+        )?;
         Counters::add(&self.counters.recovered, rec.records);
         Counters::add(&self.counters.truncated, rec.truncated);
         Counters::add(&self.counters.bytes, log.bytes);
