@@ -22,10 +22,17 @@
 //!   that arrive while one sync runs go into the next (group commit). With
 //!   `Interval` and `Never` it moves with `written`.
 //!
+//! Every `fdatasync`, and the save of the committed offsets, runs on a
+//! second thread, the **syncer** ([`syncer`]), so the journaller never waits
+//! for the disk: under `Always` the syncer syncs what the journaller has
+//! written so far and then moves `durable` (group commit, pipelined with the
+//! next writes); under `Interval` it syncs once per interval.
+//!
 //! This design keeps the writer's path as it is and puts every system call
-//! on one thread that batches naturally: the busier the ring, the larger
-//! each `write`. Its cost is one more gate per ring, and a PUBACK that waits
-//! for the journaller's pass.
+//! on two threads that batch naturally: the busier the ring, the larger
+//! each `write` and the more records each sync covers. Its cost is one more
+//! gate per ring, and a PUBACK that waits for the journaller's pass (and,
+//! under `Always`, the sync).
 //!
 //! # Data directory
 //!

@@ -104,7 +104,7 @@ fn one() -> usize {
 
 /// `[journal]`: where the engine topics are journaled. No `dir`: the
 /// engine keeps records in memory only.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct JournalSection {
     /// The data directory; set, `temperature` and `humidity` are journaled
@@ -130,6 +130,21 @@ pub struct JournalSection {
     /// as on a full disk.
     #[serde(default)]
     pub max_bytes: u64,
+}
+
+/// No directory; the other fields as `[journal]` leaves them.
+impl Default for JournalSection {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            fsync: interval(),
+            fsync_interval_ms: ten(),
+            segment_bytes: segment_bytes(),
+            retention_bytes: 0,
+            retention_hours: 0,
+            max_bytes: 0,
+        }
+    }
 }
 
 fn interval() -> String {
