@@ -15,6 +15,7 @@
 //! their raw payload and a [`validate::Reason`]. Every message is counted
 //! exactly ([`IngestSnapshot`]).
 
+pub mod auth;
 pub mod config;
 pub mod dead_letter;
 pub mod endpoint;

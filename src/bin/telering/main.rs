@@ -2,6 +2,7 @@
 
 mod demo;
 mod dump;
+mod passwd;
 mod pipeline;
 mod serve;
 mod session;
@@ -36,6 +37,9 @@ enum Command {
     Dump(dump::Args),
     /// Print the default configuration file.
     GenerateConfig,
+    /// Add, update or delete a user of an MQTT password file (mosquitto 2's
+    /// format, as `mosquitto_passwd -b`).
+    Passwd(passwd::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Serve(args)) => serve::run(&args),
         Some(Command::Pipeline(args)) => pipeline::run(&args),
         Some(Command::Dump(args)) => dump::run(&args),
+        Some(Command::Passwd(args)) => passwd::run(&args),
         Some(Command::GenerateConfig) => {
             print!("{}", telering::mqtt::DEFAULT_CONFIG);
             Ok(())
