@@ -520,8 +520,8 @@ fn mosquitto_pub_interoperates() {
         (records, 0),
         "counters {got:?}"
     );
-    // Every reason code was exercised.
-    assert_eq!(m.reasons.len(), Reason::ALL.len(), "{:?}", m.reasons);
+    // Every validation reason code was exercised.
+    assert_eq!(m.reasons.len(), Reason::VALIDATION.len(), "{:?}", m.reasons);
 
     // ---- the accepted readings, through a cluster consumer
     let temperature = engine.topic_id(TEMPERATURE_TOPIC).expect("topic");

@@ -102,6 +102,89 @@ fn one() -> usize {
     1
 }
 
+/// `[auth]`: who may connect and publish (names as mosquitto's).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// A password file in mosquitto's format (`mosquitto_passwd`, or
+    /// `telering passwd`).
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
+    /// Let in clients without credentials. Unset: yes only when there is
+    /// no password file and the listener is on loopback (mosquitto 2).
+    #[serde(default)]
+    pub allow_anonymous: Option<bool>,
+    /// An ACL in mosquitto's `acl_file` format. Unset with a password
+    /// file: a client may publish only to `sensors/<user name>/…` (or its
+    /// client id without one).
+    #[serde(default)]
+    pub acl_file: Option<std::path::PathBuf>,
+    /// Most connections from one source address.
+    #[serde(default = "per_address")]
+    pub max_connections_per_address: usize,
+    /// Delay of the refusal after a first failed login from an address,
+    /// doubling with each further one (up to 5 s), ms.
+    #[serde(default = "hundred")]
+    pub login_failure_delay_ms: u64,
+}
+
+fn per_address() -> usize {
+    1000
+}
+fn hundred() -> u64 {
+    100
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            password_file: None,
+            allow_anonymous: None,
+            acl_file: None,
+            max_connections_per_address: per_address(),
+            login_failure_delay_ms: hundred(),
+        }
+    }
+}
+
+impl AuthSection {
+    /// Whether clients without credentials get in, for a listener on
+    /// `listen`.
+    pub fn anonymous_allowed(&self, listen: &SocketAddr) -> bool {
+        self.allow_anonymous
+            .unwrap_or(self.password_file.is_none() && listen.ip().is_loopback())
+    }
+
+    /// Loads the files and builds the endpoint's guard settings.
+    pub fn guard(
+        &self,
+        listen: &SocketAddr,
+    ) -> Result<crate::mqtt::endpoint::GuardConfig, ConfigError> {
+        use crate::mqtt::auth::{acl::Acl, password::PasswordFile};
+        let passwords = match &self.password_file {
+            Some(p) => Some(
+                PasswordFile::load(p)
+                    .map_err(|e| ConfigError::Invalid(format!("auth.password_file: {e}")))?,
+            ),
+            None => None,
+        };
+        let acl = match (&self.acl_file, &passwords) {
+            (Some(p), _) => Some(
+                Acl::load(p).map_err(|e| ConfigError::Invalid(format!("auth.acl_file: {e}")))?,
+            ),
+            (None, Some(_)) => Some(Acl::default_policy()),
+            (None, None) => None,
+        };
+        Ok(crate::mqtt::endpoint::GuardConfig {
+            passwords,
+            allow_anonymous: self.anonymous_allowed(listen),
+            acl,
+            max_connections_per_address: self.max_connections_per_address,
+            login_failure_delay: std::time::Duration::from_millis(self.login_failure_delay_ms),
+        })
+    }
+}
+
 /// `[journal]`: where the engine topics are journaled. No `dir`: the
 /// engine keeps records in memory only.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -218,6 +301,9 @@ pub struct ServerConfig {
     /// The journal (none unless `dir` is set).
     #[serde(default)]
     pub journal: JournalSection,
+    /// Authentication and authorization.
+    #[serde(default)]
+    pub auth: AuthSection,
 }
 
 fn de_layout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SlotLayout, D::Error> {
@@ -329,6 +415,26 @@ impl ServerConfig {
                 .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
         }
         self.journal.journal_config()?;
+        let a = &self.auth;
+        if !m.listen.ip().is_loopback()
+            && a.password_file.is_none()
+            && a.allow_anonymous != Some(true)
+        {
+            return bad(format!(
+                "mqtt.listen {} accepts clients from the network, and no authentication is set: \
+                 set [auth] password_file (create one with `telering passwd FILE USER`), or \
+                 allow_anonymous = true to let anyone in",
+                m.listen
+            ));
+        }
+        if a.allow_anonymous == Some(false) && a.password_file.is_none() {
+            return bad(
+                "auth.allow_anonymous = false with no auth.password_file lets no client in".into(),
+            );
+        }
+        if a.max_connections_per_address == 0 {
+            return bad("auth.max_connections_per_address must be at least 1".into());
+        }
         if self.journal.dir.is_some() && i.policy == OverflowPolicy::Overwrite {
             return bad(
                 "ingest.policy = \"overwrite\" cannot be journaled (the writer would pass the \

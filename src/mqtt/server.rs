@@ -107,7 +107,8 @@ impl Server {
             }
         }));
         let addr = config.mqtt.listen;
-        let endpoint = Endpoint::start(config.endpoint(), plan)
+        let guard = config.auth.guard(&addr)?;
+        let endpoint = Endpoint::start(config.endpoint(), guard, plan)
             .map_err(|source| ServerError::Bind { addr, source })?;
         tracing::info!(
             "MQTT 3.1, 3.1.1 and 5 on {} ({shards} ingest shards)",
@@ -159,6 +160,11 @@ impl Server {
     /// Ingest counters now.
     pub fn stats(&self) -> IngestSnapshot {
         self.stats.snapshot()
+    }
+
+    /// Refusals by authentication, the ACL and the per-address limit.
+    pub fn guard_stats(&self) -> Arc<super::endpoint::GuardStats> {
+        self.endpoint.guard_stats()
     }
 
     /// MQTT connections being served now.

@@ -47,6 +47,14 @@ pub struct Summary {
     pub journaled: u64,
     /// Journal writes or syncs that failed and were retried.
     pub journal_errors: u64,
+    /// CONNECTs refused: wrong user name or password, no credentials,
+    /// over the per-address limit; refusals delayed by throttling; messages
+    /// the ACL refused (also in `dead_letter_reasons.not_authorized`).
+    pub bad_credentials: u64,
+    pub anonymous_refused: u64,
+    pub address_limit: u64,
+    pub throttled: u64,
+    pub not_authorized: u64,
     /// Records handled per consumer group.
     pub delivered: BTreeMap<String, u64>,
     /// Records reported missed per consumer group.
@@ -161,6 +169,7 @@ impl Session {
     pub fn finish(self) -> Summary {
         let shards = self.server.config().shards();
         let engine = self.server.engine().clone();
+        let guard = self.server.guard_stats();
         let ingest: IngestSnapshot = self.server.shutdown();
         let report = self.runtime.shutdown(Shutdown::Drain);
         // Waits for the journal to write and sync what is left.
@@ -189,6 +198,11 @@ impl Session {
             truncated: journal.truncated,
             journaled: journal.written,
             journal_errors: journal.write_errors,
+            bad_credentials: guard.bad_credentials.load(Ordering::Relaxed),
+            anonymous_refused: guard.anonymous_refused.load(Ordering::Relaxed),
+            address_limit: guard.address_limit.load(Ordering::Relaxed),
+            throttled: guard.throttled.load(Ordering::Relaxed),
+            not_authorized: guard.not_authorized.load(Ordering::Relaxed),
             delivered: report.handled(),
             missed: report.missed(),
             handler_panics: report.panics(),
@@ -216,6 +230,18 @@ impl Summary {
         row("rejected (full Reject topic)", self.rejected.to_string());
         row("abandoned at shutdown", self.abandoned.to_string());
         row("  of received: wills", self.wills.to_string());
+        if self.bad_credentials + self.anonymous_refused + self.address_limit + self.not_authorized
+            > 0
+        {
+            row("refused: bad credentials", self.bad_credentials.to_string());
+            row("  anonymous", self.anonymous_refused.to_string());
+            row("  per-address limit", self.address_limit.to_string());
+            row("  throttled (delayed)", self.throttled.to_string());
+            row(
+                "  publishes not authorized",
+                self.not_authorized.to_string(),
+            );
+        }
         if self.recovered + self.journaled > 0 {
             row("journal: recovered at start", self.recovered.to_string());
             row("  truncated (torn tail)", self.truncated.to_string());

@@ -65,6 +65,8 @@ pub struct Connect {
     pub max_packet_size: Option<u32>,
     /// User name, if given.
     pub username: Option<String>,
+    /// Password, if given (with a user name).
+    pub password: Option<String>,
 }
 
 /// A packet after CONNECT.
@@ -237,6 +239,7 @@ pub fn decode_connect(buf: &mut BytesMut, max: usize) -> Result<Option<Connect>,
                     }),
                     session_expiry: props.and_then(|p| p.session_expiry_interval).unwrap_or(0),
                     max_packet_size: props.and_then(|p| p.max_packet_size),
+                    password: login.as_ref().map(|l| l.password.clone()),
                     username: login.map(|l| l.username),
                 }))
             }
@@ -269,6 +272,7 @@ fn decode_v4_connect(
                 retain: w.retain,
             }),
             max_packet_size: None,
+            password: c.login.as_ref().map(|l| l.password.clone()),
             username: c.login.map(|l| l.username),
         }),
         _ => Err(DecodeError::NotConnect),
@@ -413,6 +417,11 @@ pub enum ConnAckCode {
     Unavailable,
     /// MQTT 5: a will with retain, where retain is not available (0x9A).
     RetainNotSupported,
+    /// A wrong user name or password (3.1.x 0x04, 5 0x86).
+    BadCredentials,
+    /// No credentials where they are required, or not allowed in (3.1.x
+    /// 0x05, 5 0x87).
+    NotAuthorized,
 }
 
 /// What an MQTT 5 CONNACK advertises.
@@ -444,6 +453,8 @@ pub fn connack(
             ConnAckCode::BadClientId => C::ClientIdentifierNotValid,
             ConnAckCode::Unavailable => C::ServerUnavailable,
             ConnAckCode::RetainNotSupported => C::RetainNotSupported,
+            ConnAckCode::BadCredentials => C::BadUserNamePassword,
+            ConnAckCode::NotAuthorized => C::NotAuthorized,
         };
         let properties = (code == C::Success).then(|| v5::ConnAckProperties {
             receive_max: Some(limits.receive_maximum),
@@ -479,6 +490,8 @@ pub fn connack(
             ConnAckCode::BadVersion => C::RefusedProtocolVersion,
             ConnAckCode::BadClientId => C::BadClientId,
             ConnAckCode::Unavailable | ConnAckCode::RetainNotSupported => C::ServiceUnavailable,
+            ConnAckCode::BadCredentials => C::BadUserNamePassword,
+            ConnAckCode::NotAuthorized => C::NotAuthorized,
         };
         // MQTT 3.1 has no session-present flag.
         let present = session_present && code == C::Success && version == Version::V311;
@@ -497,6 +510,8 @@ pub enum AckReason {
     QuotaExceeded,
     /// 0x99: the payload is not a valid reading.
     PayloadFormatInvalid,
+    /// 0x87: the ACL does not let this client publish there.
+    NotAuthorized,
     /// 0x80: anything else.
     Unspecified,
 }
@@ -510,6 +525,7 @@ macro_rules! ack_reason {
             AckReason::TopicNameInvalid => v5::$enum::TopicNameInvalid,
             AckReason::QuotaExceeded => v5::$enum::QuotaExceeded,
             AckReason::PayloadFormatInvalid => v5::$enum::PayloadFormatInvalid,
+            AckReason::NotAuthorized => v5::$enum::NotAuthorized,
             AckReason::Unspecified => v5::$enum::UnspecifiedError,
         }
     };

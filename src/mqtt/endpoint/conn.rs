@@ -99,7 +99,7 @@ pub(crate) async fn serve(mut stream: TcpStream, shard: Rc<Shard>, shared: Arc<S
         ) => r,
         _ = stop.wait_for(|s| *s) => return,
     };
-    let connect = match first {
+    let connect: codec::Connect = match first {
         Ok(Ok(c)) => c,
         Ok(Err(DecodeError::UnsupportedVersion { name, level })) => {
             tracing::debug!(%name, level, "unsupported protocol level");
@@ -122,6 +122,26 @@ pub(crate) async fn serve(mut stream: TcpStream, shard: Rc<Shard>, shared: Arc<S
             return;
         }
     };
+    // Limits and credentials, on the shard that accepted it.
+    let ip = stream
+        .peer_addr()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let Some(slot) = shared.guard.admit(ip) else {
+        refuse(&mut stream, connect.version, ConnAckCode::Unavailable).await;
+        return;
+    };
+    if let Some((code, delay)) =
+        shared
+            .guard
+            .authenticate(ip, connect.username.as_deref(), connect.password.as_deref())
+    {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        refuse(&mut stream, connect.version, code).await;
+        return;
+    }
     // Affinity: a device mostly publishes its own id, so the connection is
     // served by the shard that owns `partition(client id)`, where its
     // records need no hand-off. (A client with no id stays where it is.)
@@ -136,6 +156,7 @@ pub(crate) async fn serve(mut stream: TcpStream, shard: Rc<Shard>, shared: Arc<S
                     stream: std,
                     inbuf,
                     connect,
+                    slot,
                 };
                 if shared.adopt[home].send(moved).is_ok() {
                     // The adopting shard counts it from here on.
@@ -146,8 +167,15 @@ pub(crate) async fn serve(mut stream: TcpStream, shard: Rc<Shard>, shared: Arc<S
         }
         return;
     }
-    serve_connected(stream, inbuf, connect, shard, shared.clone()).await;
+    serve_connected(stream, inbuf, connect, slot, shard, shared.clone()).await;
     drop(live);
+}
+
+/// Answers a CONNECT with a refusal and closes.
+async fn refuse(stream: &mut TcpStream, version: Version, code: ConnAckCode) {
+    let mut out = BytesMut::with_capacity(16);
+    codec::connack(version, &mut out, false, code, &codec::Limits::default());
+    let _ = write(stream, &out, WRITE_TIMEOUT).await;
 }
 
 /// A connection on its way to the shard that owns its client id's
@@ -156,6 +184,7 @@ pub(crate) struct Moved {
     stream: std::net::TcpStream,
     inbuf: BytesMut,
     connect: codec::Connect,
+    slot: super::guard::AddressSlot,
 }
 
 /// Takes over a connection another shard accepted ([`serve`]).
@@ -168,7 +197,7 @@ pub(crate) async fn adopt(m: Moved, shard: Rc<Shard>, shared: Arc<Shared>) {
             return;
         }
     };
-    serve_connected(stream, m.inbuf, m.connect, shard, shared.clone()).await;
+    serve_connected(stream, m.inbuf, m.connect, m.slot, shard, shared.clone()).await;
     drop(live);
 }
 
@@ -178,6 +207,7 @@ async fn serve_connected(
     mut stream: TcpStream,
     mut inbuf: BytesMut,
     connect: codec::Connect,
+    _slot: super::guard::AddressSlot,
     shard: Rc<Shard>,
     shared: Arc<Shared>,
 ) {
@@ -244,6 +274,12 @@ async fn serve_connected(
     let id = shard.register(mailbox.clone());
     let mut c = Conn {
         shard: &shard,
+        guard: &shared.guard,
+        who: super::guard::Identity {
+            client_id: client_id.clone(),
+            username: connect.username.clone(),
+        },
+        acl: super::guard::AclCache::default(),
         version,
         id,
         max_packet: cfg.max_packet_size,
@@ -373,6 +409,10 @@ fn topic_ok(t: &[u8]) -> bool {
 
 struct Conn<'a> {
     shard: &'a Shard,
+    guard: &'a super::guard::Guard,
+    /// Who it is, for the ACL.
+    who: super::guard::Identity,
+    acl: super::guard::AclCache,
     version: Version,
     id: u64,
     max_packet: usize,
@@ -576,6 +616,13 @@ impl Conn<'_> {
     /// dead-lettered with its reason if refused, waiting (bounded) for room.
     async fn ingest_will(&mut self, topic: &[u8], payload: &[u8], deadline: Instant) {
         if !topic_ok(topic) {
+            return;
+        }
+        let topic_bytes = Bytes::copy_from_slice(topic);
+        if !self.acl.check(self.guard, &self.who, &topic_bytes) {
+            self.guard.count_denied();
+            self.shard
+                .refuse(topic, payload, true, Reason::NotAuthorized);
             return;
         }
         let Ok(mut routed) = self.shard.validate(topic, payload, true) else {
@@ -800,6 +847,15 @@ impl Conn<'_> {
         if qos == 1 {
             self.qos1 += 1;
         }
+        if !self.acl.check(self.guard, &self.who, &topic) {
+            // MQTT 5: PUBACK 0x87; 3.1.x: acknowledged and dropped, as
+            // mosquitto does. Dead-lettered either way, never ingested.
+            self.guard.count_denied();
+            self.shard
+                .refuse(&topic, &payload, false, Reason::NotAuthorized);
+            self.push_pending(pkid, qos, Outcome::Refused(Reason::NotAuthorized), 0);
+            return None;
+        }
         match self.shard.validate(&topic, &payload, false) {
             Err(reason) => self.push_pending(pkid, qos, Outcome::Refused(reason), 0),
             Ok(mut routed) => {
@@ -878,6 +934,7 @@ fn refusal(r: Reason) -> AckReason {
         | Reason::UnknownMetric
         | Reason::DeviceIdEmpty
         | Reason::DeviceIdTooLong => AckReason::TopicNameInvalid,
+        Reason::NotAuthorized => AckReason::NotAuthorized,
         _ => AckReason::PayloadFormatInvalid,
     }
 }
@@ -919,8 +976,18 @@ mod tests {
     }
 
     fn conn(shard: &Shard) -> Conn<'_> {
+        // No ACL: every topic allowed (a test helper; leaked once per test).
+        let guard = Box::leak(Box::new(
+            super::super::guard::Guard::new(Default::default()),
+        ));
         Conn {
             shard,
+            guard,
+            who: super::super::guard::Identity {
+                client_id: "c".into(),
+                username: None,
+            },
+            acl: Default::default(),
             version: Version::V311,
             id: 1,
             max_packet: 1024,

@@ -34,6 +34,7 @@
 
 pub mod codec;
 mod conn;
+mod guard;
 mod sessions;
 
 use std::net::SocketAddr;
@@ -46,6 +47,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::ingest::{Forwarder, Shard, ShardSeed, Shards};
+pub(crate) use guard::Guard;
+pub use guard::{GuardConfig, GuardStats, MAX_LOGIN_DELAY};
 use sessions::Sessions;
 
 /// How the endpoint serves connections.
@@ -79,6 +82,8 @@ pub(crate) struct Shared {
     /// Per shard: connections handed to it by the shard that accepted them
     /// (connection affinity, [`conn::serve`]).
     pub(crate) adopt: Vec<tokio::sync::mpsc::UnboundedSender<conn::Moved>>,
+    /// Authentication, the ACL, the per-address limits.
+    pub(crate) guard: Arc<Guard>,
 }
 
 /// A running endpoint.
@@ -100,7 +105,11 @@ impl std::fmt::Debug for Endpoint {
 
 impl Endpoint {
     /// Binds the listener and starts one thread per shard.
-    pub(crate) fn start(config: EndpointConfig, shards: Shards) -> std::io::Result<Self> {
+    pub(crate) fn start(
+        config: EndpointConfig,
+        guard: GuardConfig,
+        shards: Shards,
+    ) -> std::io::Result<Self> {
         let listener = std::net::TcpListener::bind(config.listen)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -114,6 +123,7 @@ impl Endpoint {
             live: AtomicUsize::new(0),
             stop: stop_rx,
             adopt,
+            guard: Arc::new(Guard::new(guard)),
         });
         let mut threads = Vec::with_capacity(shards.seeds.len());
         for (seed, adopted) in shards.seeds.into_iter().zip(adopted) {
@@ -137,6 +147,11 @@ impl Endpoint {
     /// The address the endpoint listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The refusals of authentication, the ACL and the limits.
+    pub fn guard_stats(&self) -> Arc<GuardStats> {
+        self.shared.guard.stats.clone()
     }
 
     /// Connections being served now.

@@ -512,6 +512,24 @@ impl Shard {
         self.stats().duplicate();
     }
 
+    /// Counts and dead-letters a message refused before validation (the
+    /// ACL): `reason` says why.
+    pub(crate) fn refuse(&self, topic: &[u8], payload: &[u8], will: bool, reason: Reason) {
+        let st = self.stats();
+        st.received();
+        if will {
+            st.will();
+        }
+        st.dead_lettered(reason);
+        tracing::debug!(reason = reason.code(), topic = %String::from_utf8_lossy(topic), "dead letter");
+        let _ = self.core.borrow_mut().dead.try_publish(DeadLetter::new(
+            reason,
+            topic,
+            payload,
+            now_us(),
+        ));
+    }
+
     /// Validates a message read on this shard. Counts it; a refusal is
     /// dead-lettered here and returned as its reason.
     pub(crate) fn validate(

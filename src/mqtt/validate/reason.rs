@@ -31,11 +31,32 @@ pub enum Reason {
     HumidityOutOfRange = 11,
     /// `ts` is not a non-negative integer of µs.
     BadTimestamp = 12,
+    /// The client may not publish to this topic (the ACL); never
+    /// validated, never ingested.
+    NotAuthorized = 13,
 }
 
 impl Reason {
     /// Every reason, in code order.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
+        Reason::UnknownTopic,
+        Reason::UnknownMetric,
+        Reason::DeviceIdEmpty,
+        Reason::DeviceIdTooLong,
+        Reason::PayloadTooLarge,
+        Reason::NotUtf8,
+        Reason::NotJson,
+        Reason::MissingValue,
+        Reason::NotFinite,
+        Reason::TemperatureOutOfRange,
+        Reason::HumidityOutOfRange,
+        Reason::BadTimestamp,
+        Reason::NotAuthorized,
+    ];
+
+    /// The reasons validation gives (a message's topic and payload alone):
+    /// all but [`Reason::NotAuthorized`], which depends on who sent it.
+    pub const VALIDATION: [Reason; 12] = [
         Reason::UnknownTopic,
         Reason::UnknownMetric,
         Reason::DeviceIdEmpty,
@@ -65,6 +86,7 @@ impl Reason {
             Reason::TemperatureOutOfRange => "temperature_out_of_range",
             Reason::HumidityOutOfRange => "humidity_out_of_range",
             Reason::BadTimestamp => "bad_timestamp",
+            Reason::NotAuthorized => "not_authorized",
         }
     }
 
@@ -88,6 +110,7 @@ impl Reason {
             Reason::TemperatureOutOfRange => "temperature is outside -40..125 C",
             Reason::HumidityOutOfRange => "humidity is outside 0..100 %",
             Reason::BadTimestamp => "ts is not a non-negative integer of microseconds",
+            Reason::NotAuthorized => "the client may not publish to this topic (ACL)",
         }
     }
 }
