@@ -297,3 +297,64 @@ fn mosquitto_pub_with_a_user_and_a_mosquitto_passwd_file() {
     let stats = s.shutdown();
     assert_eq!((stats.received, stats.accepted), (1, 1));
 }
+
+#[test]
+fn the_publish_rate_limit_slows_one_client_and_drops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path(), |c| {
+        c.mqtt.max_publish_rate = 1000;
+        c.mqtt.publish_burst = 100;
+    });
+    let a = s.local_addr();
+    let (code, mut fast) = login(a, false, "dev-1", Some(("dev-1", "secret-1")));
+    assert_eq!(code, 0);
+    const N: usize = 2100;
+    let mut burst = Vec::new();
+    for _ in 0..N {
+        let mut b = Vec::new();
+        mqtt_str(b"sensors/dev-1/temperature", &mut b);
+        b.extend_from_slice(b"21.5");
+        burst.extend_from_slice(&packet(0x30, &b)); // QoS 0
+    }
+    let started = Instant::now();
+    let writer = std::thread::spawn(move || {
+        fast.write_all(&burst).unwrap();
+        fast
+    });
+    // Meanwhile another client is served at once.
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, mut other) = login(a, false, "dev-2", Some(("dev-2", "secret-2")));
+    assert_eq!(code, 0);
+    let t = Instant::now();
+    other
+        .write_all(&publish_qos1(
+            false,
+            "sensors/dev-2/temperature",
+            1,
+            b"20.5",
+        ))
+        .unwrap();
+    let (kind, _) = read_packet(&mut other).expect("PUBACK");
+    assert_eq!(kind, 0x40);
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    // The limited one: 100 at once, then 1000 a second; all of them in.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.stats().accepted < N as u64 + 1 {
+        assert!(Instant::now() < deadline, "{:?}", s.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1800), "{took:?}");
+    drop(writer.join().unwrap());
+    use std::sync::atomic::Ordering::Relaxed;
+    assert!(s.guard_stats().rate_limited.load(Relaxed) >= 1);
+    let stats = s.shutdown();
+    assert_eq!(
+        (stats.received, stats.accepted),
+        (N as u64 + 1, N as u64 + 1)
+    );
+}

@@ -49,6 +49,18 @@ pub struct MqttConfig {
     pub topic_alias_maximum: u16,
     /// Longest a closing connection waits to acknowledge what it read, ms.
     pub drain_timeout_ms: u64,
+    /// PUBLISH packets per second one connection may send (a token
+    /// bucket, `publish_burst` deep); over it the server stops reading that
+    /// socket until the bucket refills. 0: no limit.
+    #[serde(default = "publish_rate")]
+    pub max_publish_rate: u32,
+    /// Depth of that bucket (0: one second's worth).
+    #[serde(default)]
+    pub publish_burst: u32,
+}
+
+fn publish_rate() -> u32 {
+    10_000
 }
 
 /// `[ingest]`: validation limits and engine topics.
@@ -479,6 +491,12 @@ impl ServerConfig {
             receive_maximum: m.receive_maximum,
             topic_alias_maximum: m.topic_alias_maximum,
             drain_timeout: std::time::Duration::from_millis(m.drain_timeout_ms),
+            max_publish_rate: m.max_publish_rate,
+            publish_burst: if m.publish_burst == 0 {
+                m.max_publish_rate
+            } else {
+                m.publish_burst
+            },
         }
     }
 }

@@ -55,6 +55,8 @@ pub struct Summary {
     pub address_limit: u64,
     pub throttled: u64,
     pub not_authorized: u64,
+    /// Times a connection's publish rate limit held its reading back.
+    pub rate_limited: u64,
     /// Records handled per consumer group.
     pub delivered: BTreeMap<String, u64>,
     /// Records reported missed per consumer group.
@@ -203,6 +205,7 @@ impl Session {
             address_limit: guard.address_limit.load(Ordering::Relaxed),
             throttled: guard.throttled.load(Ordering::Relaxed),
             not_authorized: guard.not_authorized.load(Ordering::Relaxed),
+            rate_limited: guard.rate_limited.load(Ordering::Relaxed),
             delivered: report.handled(),
             missed: report.missed(),
             handler_panics: report.panics(),
@@ -241,6 +244,7 @@ impl Summary {
                 "  publishes not authorized",
                 self.not_authorized.to_string(),
             );
+            row("  rate limit reached", self.rate_limited.to_string());
         }
         if self.recovered + self.journaled > 0 {
             row("journal: recovered at start", self.recovered.to_string());

@@ -280,6 +280,8 @@ async fn serve_connected(
             username: connect.username.clone(),
         },
         acl: super::guard::AclCache::default(),
+        bucket: super::guard::Bucket::new(cfg.max_publish_rate, cfg.publish_burst),
+        throttled: false,
         version,
         id,
         max_packet: cfg.max_packet_size,
@@ -413,6 +415,10 @@ struct Conn<'a> {
     /// Who it is, for the ACL.
     who: super::guard::Identity,
     acl: super::guard::AclCache,
+    /// The publish rate limit, if any.
+    bucket: Option<super::guard::Bucket>,
+    /// Whether the rate limit holds reading back now.
+    throttled: bool,
     version: Version,
     id: u64,
     max_packet: usize,
@@ -491,7 +497,11 @@ impl Conn<'_> {
                     }
                 }
             }
-            while closing.is_none() && self.stalled.is_none() && !self.window_full() {
+            while closing.is_none()
+                && self.stalled.is_none()
+                && !self.window_full()
+                && self.may_read(shared)
+            {
                 match codec::decode(self.version, inbuf, self.max_packet) {
                     Ok(Some(p)) => {
                         if let Some(e) = self.handle(p, out) {
@@ -550,7 +560,17 @@ impl Conn<'_> {
             }
             // With these three, the decode loop above ran until the buffer
             // held no whole frame: reading is what comes next.
-            let can_read = closing.is_none() && self.stalled.is_none() && !self.window_full();
+            let can_read = closing.is_none()
+                && self.stalled.is_none()
+                && !self.window_full()
+                && self.may_read(shared);
+            // Held back only by the rate limit: wake when a token is back.
+            let rate_wait = match &self.bucket {
+                Some(b) if self.throttled && closing.is_none() && self.stalled.is_none() => {
+                    Some(b.wait())
+                }
+                _ => None,
+            };
             inbuf.reserve(4096);
             if can_read {
                 // Bytes already waiting in the socket: read them without
@@ -590,6 +610,7 @@ impl Conn<'_> {
                     Ok(_) => fresh = true,
                 },
                 _ = tokio::time::sleep(Duration::from_millis(1)), if self.stalled.is_some() => {}
+                _ = tokio::time::sleep(rate_wait.unwrap_or_default()), if rate_wait.is_some() => {}
                 _ = &mut ka_sleep, if keep_alive.is_some() && can_read => {
                     // Armed for an earlier deadline: re-arm, or time out.
                     let due = last_rx + keep_alive.expect("checked");
@@ -713,6 +734,24 @@ impl Conn<'_> {
     /// messages wait for their acknowledgement (backpressure). MQTT 5
     /// clients are bound by the one advertised; they are read on, and one
     /// that exceeds it is disconnected (0x93, in `publish`).
+    /// Whether the publish rate limit lets the next packet be read (and,
+    /// the first time it does not, counts it).
+    fn may_read(&mut self, shared: &Shared) -> bool {
+        let Some(b) = self.bucket.as_mut() else {
+            return true;
+        };
+        let ok = b.ready();
+        if !ok && !self.throttled {
+            shared
+                .guard
+                .stats
+                .rate_limited
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.throttled = !ok;
+        ok
+    }
+
     fn window_full(&self) -> bool {
         !self.version.is_v5() && self.inflight >= usize::from(self.receive_maximum)
     }
@@ -800,6 +839,9 @@ impl Conn<'_> {
         payload: Bytes,
         alias: Option<u16>,
     ) -> Option<End> {
+        if let Some(b) = self.bucket.as_mut() {
+            b.take();
+        }
         if self.version.is_v5() {
             if retain {
                 return Some(End::Server(DisconnectReason::RetainNotSupported));
@@ -988,6 +1030,8 @@ mod tests {
                 username: None,
             },
             acl: Default::default(),
+            bucket: None,
+            throttled: false,
             version: Version::V311,
             id: 1,
             max_packet: 1024,

@@ -63,6 +63,54 @@ pub struct GuardStats {
     pub address_limit: AtomicU64,
     /// Messages (and wills) the ACL refused.
     pub not_authorized: AtomicU64,
+    /// Times a connection's publish rate limit stopped its reading.
+    pub rate_limited: AtomicU64,
+}
+
+/// One connection's publish token bucket: `rate` tokens a second, at most
+/// `burst` saved up, one per PUBLISH. Empty, the connection is not read
+/// until a token is back (TCP pushes back; nothing is dropped).
+#[derive(Debug)]
+pub(crate) struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// `None` for no limit.
+    pub(crate) fn new(rate: u32, burst: u32) -> Option<Self> {
+        (rate > 0).then(|| Self {
+            rate: f64::from(rate),
+            burst: f64::from(burst.max(1)),
+            tokens: f64::from(burst.max(1)),
+            last: Instant::now(),
+        })
+    }
+
+    /// Takes a token for a PUBLISH (it was read already: always taken,
+    /// possibly into debt of less than one).
+    pub(crate) fn take(&mut self) {
+        self.tokens -= 1.0;
+    }
+
+    /// Whether a PUBLISH may be read now; refills first when empty.
+    pub(crate) fn ready(&mut self) -> bool {
+        if self.tokens >= 1.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let t = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + t * self.rate).min(self.burst);
+        self.tokens >= 1.0
+    }
+
+    /// How long until a token is back.
+    pub(crate) fn wait(&self) -> Duration {
+        Duration::from_secs_f64(((1.0 - self.tokens) / self.rate).max(0.0001))
+    }
 }
 
 #[derive(Debug, Default)]

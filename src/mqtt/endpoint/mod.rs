@@ -70,6 +70,10 @@ pub struct EndpointConfig {
     pub topic_alias_maximum: u16,
     /// Longest a closing connection waits for the verdicts of what it read.
     pub drain_timeout: Duration,
+    /// PUBLISH packets per second per connection (0: no limit).
+    pub max_publish_rate: u32,
+    /// Depth of each connection's token bucket.
+    pub publish_burst: u32,
 }
 
 /// What every shard shares.

@@ -155,6 +155,9 @@ impl Telering {
             cfg.journal.dir = journal_dir.as_ref().map(|d| d.0.clone());
             cfg.mqtt.listen = addr;
             cfg.ingest.shards = setup.shards;
+            // The peers have no per-client rate limit: the simulator's
+            // sensors run far past telering's default one.
+            cfg.mqtt.max_publish_rate = 0;
             if let Some((min, wait_ms)) = setup.fetch {
                 cfg.consumers.fetch_min = min;
                 cfg.consumers.fetch_max_wait_ms = wait_ms;
