@@ -114,6 +114,35 @@ fn one() -> usize {
     1
 }
 
+/// `[tls]`: a TLS listener beside the plaintext one (rustls), as
+/// mosquitto's 8883 beside 1883.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Address of the TLS listener.
+    pub listen: SocketAddr,
+    /// PEM certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// PEM private key.
+    pub key: std::path::PathBuf,
+    /// PEM CA: with it, clients must present a certificate it signed
+    /// (mutual TLS).
+    #[serde(default)]
+    pub client_ca: Option<std::path::PathBuf>,
+}
+
+impl TlsSection {
+    /// The endpoint's TLS settings.
+    pub fn tls_config(&self) -> crate::mqtt::endpoint::TlsConfig {
+        crate::mqtt::endpoint::TlsConfig {
+            listen: self.listen,
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            client_ca: self.client_ca.clone(),
+        }
+    }
+}
+
 /// `[auth]`: who may connect and publish (names as mosquitto's).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -316,6 +345,9 @@ pub struct ServerConfig {
     /// Authentication and authorization.
     #[serde(default)]
     pub auth: AuthSection,
+    /// A TLS listener (none by default).
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
 }
 
 fn de_layout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SlotLayout, D::Error> {
@@ -428,6 +460,17 @@ impl ServerConfig {
         }
         self.journal.journal_config()?;
         let a = &self.auth;
+        let tls_beyond = self
+            .tls
+            .as_ref()
+            .is_some_and(|t| !t.listen.ip().is_loopback());
+        if tls_beyond && a.password_file.is_none() && a.allow_anonymous != Some(true) {
+            return bad(
+                "tls.listen accepts clients from the network, and no authentication is set: \
+                 set [auth] password_file, or allow_anonymous = true"
+                    .into(),
+            );
+        }
         if !m.listen.ip().is_loopback()
             && a.password_file.is_none()
             && a.allow_anonymous != Some(true)

@@ -23,7 +23,7 @@ pub mod ingest;
 mod server;
 pub mod validate;
 
-pub use config::{ServerConfig, DEFAULT_CONFIG};
+pub use config::{ServerConfig, TlsSection, DEFAULT_CONFIG};
 pub use dead_letter::DeadLetter;
 pub use ingest::{IngestSnapshot, IngestStats};
 pub use server::{Server, ServerError, DEAD_LETTER, HUMIDITY, TEMPERATURE};

@@ -35,6 +35,9 @@ pub enum ServerError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] super::config::ConfigError),
+    /// The TLS certificate, key or client CA cannot be used.
+    #[error(transparent)]
+    Tls(#[from] super::endpoint::TlsError),
 }
 
 /// A running MQTT front end: the engine topics, and the endpoint whose
@@ -108,12 +111,19 @@ impl Server {
         }));
         let addr = config.mqtt.listen;
         let guard = config.auth.guard(&addr)?;
-        let endpoint = Endpoint::start(config.endpoint(), guard, plan)
+        let tls = match &config.tls {
+            Some(t) => Some(super::endpoint::TlsAcceptors::new(t.tls_config())?),
+            None => None,
+        };
+        let endpoint = Endpoint::start(config.endpoint(), guard, tls, plan)
             .map_err(|source| ServerError::Bind { addr, source })?;
         tracing::info!(
             "MQTT 3.1, 3.1.1 and 5 on {} ({shards} ingest shards)",
             endpoint.local_addr()
         );
+        if let Some(t) = endpoint.tls_addr() {
+            tracing::info!("MQTT over TLS on {t}");
+        }
         if let (Some(dir), Some(j)) = (engine.data_dir(), engine.journal_stats()) {
             tracing::info!(
                 "journal in {}: {} records recovered, {} truncated from a torn tail",
@@ -129,6 +139,17 @@ impl Server {
             endpoint,
             config,
         })
+    }
+
+    /// The TLS listener's address, if there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.tls_addr()
+    }
+
+    /// Reads the TLS certificate and key again (SIGHUP): new connections
+    /// get them; on error the old ones stay.
+    pub fn reload_tls(&self) -> Result<(), super::endpoint::TlsError> {
+        self.endpoint.reload_tls()
     }
 
     /// The address the endpoint listens on (the port, when the

@@ -54,6 +54,29 @@ pub fn config(args: &Args) -> Result<ServerConfig, Box<dyn std::error::Error>> {
     Ok(cfg)
 }
 
+/// Sets `reload` on every SIGHUP (the TLS certificate is read again).
+fn watch_hangup(reload: Arc<AtomicBool>) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("telering-sighup".into())
+        .spawn(move || {
+            rt.block_on(async {
+                let Ok(mut hup) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                else {
+                    tracing::error!("cannot watch SIGHUP: no certificate reload");
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    reload.store(true, Ordering::Release);
+                }
+            });
+        })?;
+    Ok(())
+}
+
 /// Sets the flag on SIGINT or SIGTERM.
 pub fn watch_signals(flag: Arc<AtomicBool>) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -88,6 +111,8 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let cfg = config(args)?;
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone())?;
+    let reload = Arc::new(AtomicBool::new(false));
+    watch_hangup(reload.clone())?;
     let mut session = Session::start(cfg)?;
     eprintln!("telering serve: {}", session.describe());
     eprintln!(
@@ -100,6 +125,12 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut next_line = started + Duration::from_secs(args.every.max(1));
     while !stop.load(Ordering::Acquire) && until.is_none_or(|u| Instant::now() < u) {
         std::thread::sleep(Duration::from_millis(50));
+        if reload.swap(false, Ordering::AcqRel) {
+            match session.server().reload_tls() {
+                Ok(()) => eprintln!("telering serve: SIGHUP: TLS certificate and key read again"),
+                Err(e) => eprintln!("telering serve: SIGHUP: {e} (the old certificate stays)"),
+            }
+        }
         if args.every > 0 && Instant::now() >= next_line {
             println!("{}", session.live_line());
             next_line += Duration::from_secs(args.every);

@@ -48,6 +48,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::codec::{self, AckReason, ConnAckCode, DecodeError, DisconnectReason, Packet, Version};
+use super::transport::Transport;
 use super::Shared;
 use crate::mqtt::ingest::{Mailbox, Outcome, Routed, Shard, Step, Ticket};
 use crate::mqtt::validate::Reason;
@@ -82,66 +83,15 @@ enum End {
     Server(DisconnectReason),
 }
 
-/// Serves one accepted connection until it closes.
+/// Serves one accepted plain-TCP connection until it closes.
 pub(crate) async fn serve(mut stream: TcpStream, shard: Rc<Shard>, shared: Arc<Shared>) {
     let live = Live::new(&shared);
     let _ = stream.set_nodelay(true);
-    let cfg = &shared.config;
     let mut inbuf = BytesMut::with_capacity(4096);
-    let mut out = BytesMut::with_capacity(256);
-
-    // CONNECT, within the timeout (a shutdown does not wait for it).
-    let mut stop = shared.stop.clone();
-    let first = tokio::select! {
-        r = tokio::time::timeout(
-            cfg.connect_timeout,
-            read_connect(&mut stream, &mut inbuf, cfg.max_packet_size),
-        ) => r,
-        _ = stop.wait_for(|s| *s) => return,
-    };
-    let connect: codec::Connect = match first {
-        Ok(Ok(c)) => c,
-        Ok(Err(DecodeError::UnsupportedVersion { name, level })) => {
-            tracing::debug!(%name, level, "unsupported protocol level");
-            codec::connack(
-                Version::V311,
-                &mut out,
-                false,
-                ConnAckCode::BadVersion,
-                &codec::Limits::default(),
-            );
-            let _ = write(&mut stream, &out, WRITE_TIMEOUT).await;
-            return;
-        }
-        Ok(Err(e)) => {
-            tracing::debug!("closing before CONNECT: {e}");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!("no CONNECT within {:?}", cfg.connect_timeout);
-            return;
-        }
-    };
-    // Limits and credentials, on the shard that accepted it.
-    let ip = stream
-        .peer_addr()
-        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-    let Some(slot) = shared.guard.admit(ip) else {
-        refuse(&mut stream, connect.version, ConnAckCode::Unavailable).await;
+    let ip = peer_ip(&stream);
+    let Some((connect, slot)) = admit(&mut stream, ip, &mut inbuf, &shared).await else {
         return;
     };
-    if let Some((code, delay)) =
-        shared
-            .guard
-            .authenticate(ip, connect.username.as_deref(), connect.password.as_deref())
-    {
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        refuse(&mut stream, connect.version, code).await;
-        return;
-    }
     // Affinity: a device mostly publishes its own id, so the connection is
     // served by the shard that owns `partition(client id)`, where its
     // records need no hand-off. (A client with no id stays where it is.)
@@ -171,8 +121,105 @@ pub(crate) async fn serve(mut stream: TcpStream, shard: Rc<Shard>, shared: Arc<S
     drop(live);
 }
 
+fn peer_ip(stream: &TcpStream) -> std::net::IpAddr {
+    stream
+        .peer_addr()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip())
+}
+
+/// Serves one connection accepted on the TLS listener: the handshake
+/// within the CONNECT timeout, then as a plain one, on this shard (a TLS
+/// session cannot move to another shard's runtime).
+pub(crate) async fn serve_tls(
+    stream: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shard: Rc<Shard>,
+    shared: Arc<Shared>,
+) {
+    let live = Live::new(&shared);
+    let _ = stream.set_nodelay(true);
+    let ip = peer_ip(&stream);
+    let mut stop = shared.stop.clone();
+    let tls = tokio::select! {
+        r = tokio::time::timeout(shared.config.connect_timeout, acceptor.accept(stream)) => r,
+        _ = stop.wait_for(|s| *s) => return,
+    };
+    let mut stream = match tls {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%ip, "TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%ip, "no TLS handshake within the CONNECT timeout");
+            return;
+        }
+    };
+    let mut inbuf = BytesMut::with_capacity(4096);
+    let Some((connect, slot)) = admit(&mut stream, ip, &mut inbuf, &shared).await else {
+        return;
+    };
+    serve_connected(stream, inbuf, connect, slot, shard, shared.clone()).await;
+    drop(live);
+}
+
+/// The CONNECT within its timeout, the per-address limit and the
+/// credentials; `None` when the connection ends here (answered if it
+/// should be).
+async fn admit<S: Transport>(
+    stream: &mut S,
+    ip: std::net::IpAddr,
+    inbuf: &mut BytesMut,
+    shared: &Shared,
+) -> Option<(codec::Connect, super::guard::AddressSlot)> {
+    let cfg = &shared.config;
+    // CONNECT, within the timeout (a shutdown does not wait for it).
+    let mut stop = shared.stop.clone();
+    let first = tokio::select! {
+        r = tokio::time::timeout(
+            cfg.connect_timeout,
+            read_connect(stream, inbuf, cfg.max_packet_size),
+        ) => r,
+        _ = stop.wait_for(|s| *s) => return None,
+    };
+    let connect: codec::Connect = match first {
+        Ok(Ok(c)) => c,
+        Ok(Err(DecodeError::UnsupportedVersion { name, level })) => {
+            tracing::debug!(%name, level, "unsupported protocol level");
+            refuse(stream, Version::V311, ConnAckCode::BadVersion).await;
+            return None;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!("closing before CONNECT: {e}");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!("no CONNECT within {:?}", cfg.connect_timeout);
+            return None;
+        }
+    };
+    // Limits and credentials, on the shard that accepted it.
+    let Some(slot) = shared.guard.admit(ip) else {
+        refuse(stream, connect.version, ConnAckCode::Unavailable).await;
+        return None;
+    };
+    if let Some((code, delay)) =
+        shared
+            .guard
+            .authenticate(ip, connect.username.as_deref(), connect.password.as_deref())
+    {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|s| *s) => return None,
+        }
+        refuse(stream, connect.version, code).await;
+        return None;
+    }
+    Some((connect, slot))
+}
+
 /// Answers a CONNECT with a refusal and closes.
-async fn refuse(stream: &mut TcpStream, version: Version, code: ConnAckCode) {
+async fn refuse<S: Transport>(stream: &mut S, version: Version, code: ConnAckCode) {
     let mut out = BytesMut::with_capacity(16);
     codec::connack(version, &mut out, false, code, &codec::Limits::default());
     let _ = write(stream, &out, WRITE_TIMEOUT).await;
@@ -203,8 +250,8 @@ pub(crate) async fn adopt(m: Moved, shard: Rc<Shard>, shared: Arc<Shared>) {
 
 /// The connection after its CONNECT: client id, session, CONNACK, then the
 /// packet loop until it ends.
-async fn serve_connected(
-    mut stream: TcpStream,
+async fn serve_connected<S: Transport>(
+    mut stream: S,
     mut inbuf: BytesMut,
     connect: codec::Connect,
     _slot: super::guard::AddressSlot,
@@ -366,8 +413,8 @@ impl Drop for Live<'_> {
     }
 }
 
-async fn read_connect(
-    stream: &mut TcpStream,
+async fn read_connect<S: Transport>(
+    stream: &mut S,
     buf: &mut BytesMut,
     max: usize,
 ) -> Result<codec::Connect, DecodeError> {
@@ -389,8 +436,16 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Writes `bytes` within `limit`; false if the client is gone or too slow.
 /// What the socket takes at once is written without setting up a wait.
-async fn write(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> bool {
-    let done = match stream.try_write(bytes) {
+async fn write<S: Transport>(stream: &mut S, bytes: &[u8], limit: Duration) -> bool {
+    if S::BUFFERED {
+        // TLS: encrypted into the session's buffer, then flushed.
+        let all = async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        };
+        return matches!(tokio::time::timeout(limit, all).await, Ok(Ok(())));
+    }
+    let done = match stream.try_write_now(bytes) {
         Ok(n) => n,
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
         Err(_) => return false,
@@ -446,9 +501,9 @@ const BARRIER_TOKEN: u64 = u64::MAX;
 
 impl Conn<'_> {
     #[allow(clippy::too_many_arguments)]
-    async fn run(
+    async fn run<S: Transport>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         inbuf: &mut BytesMut,
         out: &mut BytesMut,
         mailbox: &Mailbox,
@@ -575,7 +630,7 @@ impl Conn<'_> {
             if can_read {
                 // Bytes already waiting in the socket: read them without
                 // setting up a wait.
-                match stream.try_read_buf(inbuf) {
+                match stream.try_read_now(inbuf) {
                     Ok(0) => return End::Dropped,
                     Ok(_) => {
                         fresh = true;

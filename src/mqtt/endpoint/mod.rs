@@ -36,6 +36,7 @@ pub mod codec;
 mod conn;
 mod guard;
 mod sessions;
+mod transport;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -50,6 +51,8 @@ use super::ingest::{Forwarder, Shard, ShardSeed, Shards};
 pub(crate) use guard::Guard;
 pub use guard::{GuardConfig, GuardStats, MAX_LOGIN_DELAY};
 use sessions::Sessions;
+pub(crate) use transport::TlsAcceptors;
+pub use transport::{TlsConfig, TlsError};
 
 /// How the endpoint serves connections.
 #[derive(Debug, Clone)]
@@ -93,6 +96,8 @@ pub(crate) struct Shared {
 /// A running endpoint.
 pub struct Endpoint {
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    tls: Option<TlsAcceptors>,
     stop: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
@@ -112,11 +117,26 @@ impl Endpoint {
     pub(crate) fn start(
         config: EndpointConfig,
         guard: GuardConfig,
+        tls: Option<TlsAcceptors>,
         shards: Shards,
     ) -> std::io::Result<Self> {
         let listener = std::net::TcpListener::bind(config.listen)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let tls_listener = match &tls {
+            Some(t) => {
+                let l = std::net::TcpListener::bind(t.config.listen).map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("the TLS listener {}: {e}", t.config.listen),
+                    )
+                })?;
+                l.set_nonblocking(true)?;
+                Some(l)
+            }
+            None => None,
+        };
+        let tls_addr = tls_listener.as_ref().map(|l| l.local_addr()).transpose()?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let (adopt, adopted): (Vec<_>, Vec<_>) = (0..shards.seeds.len())
             .map(|_| tokio::sync::mpsc::unbounded_channel())
@@ -132,16 +152,22 @@ impl Endpoint {
         let mut threads = Vec::with_capacity(shards.seeds.len());
         for (seed, adopted) in shards.seeds.into_iter().zip(adopted) {
             let listener = listener.try_clone()?;
+            let tls = match (&tls_listener, &tls) {
+                (Some(l), Some(a)) => Some((l.try_clone()?, a.clone())),
+                _ => None,
+            };
             let shared = shared.clone();
             let name = format!("telering-shard-{}", threads.len());
             threads.push(
                 std::thread::Builder::new()
                     .name(name)
-                    .spawn(move || run_shard(seed, listener, adopted, shared))?,
+                    .spawn(move || run_shard(seed, listener, tls, adopted, shared))?,
             );
         }
         Ok(Self {
             addr,
+            tls_addr,
+            tls,
             stop: stop_tx,
             threads,
             shared,
@@ -151,6 +177,20 @@ impl Endpoint {
     /// The address the endpoint listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the TLS listener, if there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// Reads the TLS certificate and key again: connections from now on
+    /// get the new ones. On error the old ones stay.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        match &self.tls {
+            Some(t) => t.reload(),
+            None => Ok(()),
+        }
     }
 
     /// The refusals of authentication, the ACL and the limits.
@@ -189,6 +229,7 @@ impl Drop for Endpoint {
 fn run_shard(
     seed: ShardSeed,
     listener: std::net::TcpListener,
+    tls: Option<(std::net::TcpListener, TlsAcceptors)>,
     adopted: tokio::sync::mpsc::UnboundedReceiver<conn::Moved>,
     shared: Arc<Shared>,
 ) {
@@ -206,8 +247,16 @@ fn run_shard(
     local.block_on(&rt, async move {
         let (shard, fwd) = seed.into_parts();
         let forwarder = tokio::task::spawn_local(forward(shard.clone(), fwd, shared.clone()));
+        let tls = match tls.map(|(l, a)| tokio::net::TcpListener::from_std(l).map(|l| (l, a))) {
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) => {
+                tracing::error!("shard {} cannot listen for TLS: {e}", shard.index());
+                None
+            }
+            None => None,
+        };
         match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => accept(l, adopted, &shard, &shared).await,
+            Ok(l) => accept(l, tls, adopted, &shard, &shared).await,
             Err(e) => tracing::error!("shard {} cannot listen: {e}", shard.index()),
         }
         shard.wake_self();
@@ -217,11 +266,18 @@ fn run_shard(
 
 async fn accept(
     listener: tokio::net::TcpListener,
+    tls: Option<(tokio::net::TcpListener, TlsAcceptors)>,
     mut adopted: tokio::sync::mpsc::UnboundedReceiver<conn::Moved>,
     shard: &Rc<Shard>,
     shared: &Arc<Shared>,
 ) {
     let mut stop = shared.stop.clone();
+    let tls_accept = || async {
+        match &tls {
+            Some((l, _)) => l.accept().await,
+            None => std::future::pending().await,
+        }
+    };
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => {
@@ -244,6 +300,19 @@ async fn accept(
                     tracing::warn!("accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
+            },
+            r = tls_accept() => match (r, &tls) {
+                (Ok((stream, _)), Some((_, acceptors))) => {
+                    // The certificate in use now (a reload changes it for
+                    // the connections that come after).
+                    let a = acceptors.get();
+                    tokio::task::spawn_local(conn::serve_tls(stream, a, shard.clone(), shared.clone()));
+                }
+                (Err(e), _) => {
+                    tracing::warn!("TLS accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                (Ok(_), None) => unreachable!("no TLS listener, no TLS accept"),
             },
         }
     }

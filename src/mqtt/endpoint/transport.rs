@@ -1,0 +1,166 @@
+//! What a connection runs over: plain TCP, or TLS (rustls) on TCP.
+//!
+//! The connection loop reads and writes through [`Transport`]. Plain TCP
+//! also has the non-blocking fast paths (`try_read`, `try_write`) the loop
+//! uses to skip a wait when bytes are already there; TLS has none (its
+//! records are decrypted inside `poll_read`), so it always takes the async
+//! path.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+
+/// A connection's byte stream.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
+    /// Reads what is waiting now, without waiting; `WouldBlock` if nothing.
+    fn try_read_now(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
+    /// Writes what fits now, without waiting; `WouldBlock` if nothing.
+    fn try_write_now(&mut self, bytes: &[u8]) -> io::Result<usize>;
+    /// Whether writes are buffered and need a flush (TLS).
+    const BUFFERED: bool;
+}
+
+impl Transport for TcpStream {
+    fn try_read_now(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        self.try_read_buf(buf)
+    }
+    fn try_write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.try_write(bytes)
+    }
+    const BUFFERED: bool = false;
+}
+
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+    fn try_read_now(&mut self, _: &mut BytesMut) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+    fn try_write_now(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+    const BUFFERED: bool = true;
+}
+
+/// Why the TLS settings could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or holds nothing usable.
+    #[error("tls: {path}: {what}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// rustls refused the certificate, key or CA.
+    #[error("tls: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The client CA could not become a verifier.
+    #[error("tls: client_ca: {0}")]
+    Verifier(String),
+}
+
+/// The TLS listener's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Address of the TLS listener (8883 by convention).
+    pub listen: SocketAddr,
+    /// PEM certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// PEM private key.
+    pub key: std::path::PathBuf,
+    /// PEM CA whose certificates clients must present (mutual TLS).
+    pub client_ca: Option<std::path::PathBuf>,
+}
+
+fn pem_err(path: &Path, what: impl std::fmt::Display) -> TlsError {
+    TlsError::File {
+        path: path.display().to_string(),
+        what: what.to_string(),
+    }
+}
+
+impl TlsConfig {
+    /// Reads the files and builds the acceptor.
+    pub fn acceptor(&self) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(&self.cert)
+            .map_err(|e| pem_err(&self.cert, e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| pem_err(&self.cert, e))?;
+        if certs.is_empty() {
+            return Err(pem_err(&self.cert, "no certificate in it"));
+        }
+        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| pem_err(&self.key, e))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?;
+        let config = match &self.client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_file_iter(ca).map_err(|e| pem_err(ca, e))? {
+                    roots
+                        .add(c.map_err(|e| pem_err(ca, e))?)
+                        .map_err(|e| pem_err(ca, e))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(|e| TlsError::Verifier(e.to_string()))?;
+                builder
+                    .with_client_cert_verifier(verifier)
+                    .with_single_cert(certs, key)?
+            }
+            None => builder.with_no_client_auth().with_single_cert(certs, key)?,
+        };
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// The acceptor in use; replaced on reload, so new connections get the
+/// new certificate while the old ones keep theirs.
+#[derive(Clone)]
+pub(crate) struct TlsAcceptors {
+    pub(crate) config: TlsConfig,
+    current: Arc<RwLock<tokio_rustls::TlsAcceptor>>,
+}
+
+impl std::fmt::Debug for TlsAcceptors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsAcceptors")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsAcceptors {
+    pub(crate) fn new(config: TlsConfig) -> Result<Self, TlsError> {
+        let a = config.acceptor()?;
+        Ok(Self {
+            config,
+            current: Arc::new(RwLock::new(a)),
+        })
+    }
+
+    pub(crate) fn get(&self) -> tokio_rustls::TlsAcceptor {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads the files again; on error the old certificate stays.
+    pub(crate) fn reload(&self) -> Result<(), TlsError> {
+        let a = self.config.acceptor()?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = a;
+        Ok(())
+    }
+}

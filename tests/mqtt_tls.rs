@@ -1,0 +1,201 @@
+//! The TLS listener with real certificates made in the test (rcgen) and a
+//! real foreign client (`mosquitto_pub --cafile`, and `--cert`/`--key`
+//! for mutual TLS), beside the plaintext listener; a certificate reload
+//! serves the new certificate to the connections that come after it.
+
+#![cfg(feature = "mqtt")]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use telering::mqtt::{Server, ServerConfig, TlsSection};
+
+struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Ca {
+        pem: cert.pem(),
+        issuer: Issuer::new(params, key),
+    }
+}
+
+/// A leaf certificate and key signed by `ca`, written to `dir/<stem>.pem`
+/// and `dir/<stem>.key`.
+fn leaf(dir: &Path, stem: &str, ca: &Ca, names: &[&str]) -> (PathBuf, PathBuf) {
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, names[0]);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    let (c, k) = (
+        dir.join(format!("{stem}.pem")),
+        dir.join(format!("{stem}.key")),
+    );
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+fn have_mosquitto_pub() -> bool {
+    if Command::new("mosquitto_pub").arg("--help").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("TELERING_REQUIRE_MOSQUITTO").is_none(),
+        "mosquitto_pub is required"
+    );
+    eprintln!("SKIPPED: mosquitto_pub not installed");
+    false
+}
+
+fn publish(port: u16, extra: &[&str], device: &str) -> std::process::Output {
+    Command::new("mosquitto_pub")
+        .args(["-h", "localhost", "-p", &port.to_string(), "-q", "1"])
+        .args(["-t", &format!("sensors/{device}/temperature"), "-m", "21.5"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn start(tls: TlsSection) -> Server {
+    let mut cfg = ServerConfig::default();
+    cfg.mqtt.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    cfg.ingest.shards = 2;
+    cfg.tls = Some(tls);
+    Server::start(cfg).unwrap()
+}
+
+#[test]
+fn mosquitto_pub_over_tls_beside_plaintext_and_a_reload() {
+    if !have_mosquitto_pub() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca1 = ca("telering test CA 1");
+    let ca_file = dir.path().join("ca1.pem");
+    std::fs::write(&ca_file, &ca1.pem).unwrap();
+    let (cert, key) = leaf(dir.path(), "server", &ca1, &["localhost", "127.0.0.1"]);
+    let s = start(TlsSection {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: None,
+    });
+    let tls_port = s.tls_addr().expect("a TLS listener").port();
+    let ca_arg = ca_file.to_str().unwrap();
+    let ok = publish(tls_port, &["--cafile", ca_arg], "tls-1");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // Plaintext beside it.
+    let plain = publish(s.local_addr().port(), &[], "plain-1");
+    assert!(plain.status.success());
+    // A client that does not trust the CA is refused by its own check.
+    let other = ca("another CA");
+    let other_file = dir.path().join("other.pem");
+    std::fs::write(&other_file, &other.pem).unwrap();
+    let refused = publish(
+        tls_port,
+        &["--cafile", other_file.to_str().unwrap()],
+        "tls-x",
+    );
+    assert!(!refused.status.success());
+    // Reload: a certificate from another CA replaces the files; new
+    // connections get it.
+    let ca2 = ca("telering test CA 2");
+    let ca2_file = dir.path().join("ca2.pem");
+    std::fs::write(&ca2_file, &ca2.pem).unwrap();
+    let (c2, k2) = leaf(dir.path(), "server2", &ca2, &["localhost"]);
+    std::fs::copy(&c2, &cert).unwrap();
+    std::fs::copy(&k2, &key).unwrap();
+    s.reload_tls().unwrap();
+    let new = publish(tls_port, &["--cafile", ca2_file.to_str().unwrap()], "tls-2");
+    assert!(
+        new.status.success(),
+        "{}",
+        String::from_utf8_lossy(&new.stderr)
+    );
+    let old = publish(tls_port, &["--cafile", ca_arg], "tls-3");
+    assert!(!old.status.success(), "the old certificate is gone");
+    // A broken file on reload keeps the certificate in use.
+    std::fs::write(&key, b"not a key").unwrap();
+    assert!(s.reload_tls().is_err());
+    let still = publish(tls_port, &["--cafile", ca2_file.to_str().unwrap()], "tls-4");
+    assert!(still.status.success());
+    let stats = s.shutdown();
+    assert_eq!(stats.accepted, 4, "{stats:?}");
+}
+
+#[test]
+fn mutual_tls_needs_a_client_certificate_from_the_client_ca() {
+    if !have_mosquitto_pub() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca1 = ca("server CA");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca1.pem).unwrap();
+    let clients = ca("client CA");
+    let clients_file = dir.path().join("clients.pem");
+    std::fs::write(&clients_file, &clients.pem).unwrap();
+    let (cert, key) = leaf(dir.path(), "server", &ca1, &["localhost"]);
+    let (ccert, ckey) = leaf(dir.path(), "device", &clients, &["dev-7"]);
+    let s = start(TlsSection {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        cert,
+        key,
+        client_ca: Some(clients_file),
+    });
+    let port = s.tls_addr().unwrap().port();
+    let ca_arg = ca_file.to_str().unwrap();
+    let with = publish(
+        port,
+        &[
+            "--cafile",
+            ca_arg,
+            "--cert",
+            ccert.to_str().unwrap(),
+            "--key",
+            ckey.to_str().unwrap(),
+        ],
+        "dev-7",
+    );
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    let without = publish(port, &["--cafile", ca_arg], "dev-8");
+    assert!(!without.status.success());
+    let stats = s.shutdown();
+    assert_eq!(stats.accepted, 1);
+}
+
+#[test]
+fn a_bad_certificate_file_is_a_clear_error_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("bogus.pem");
+    std::fs::write(&bogus, b"nothing here").unwrap();
+    let mut cfg = ServerConfig::default();
+    cfg.mqtt.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    cfg.tls = Some(TlsSection {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        cert: bogus.clone(),
+        key: bogus,
+        client_ca: None,
+    });
+    let err = Server::start(cfg).unwrap_err().to_string();
+    assert!(err.contains("bogus.pem"), "{err}");
+}
