@@ -1058,6 +1058,8 @@ mod tests {
                 qos: 0,
                 errors: 0,
                 reconnects: 0,
+                refused: 0,
+                refused_by_code: BTreeMap::new(),
                 lost: 0,
                 duration_s: 1.0,
                 rate,

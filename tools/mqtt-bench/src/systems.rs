@@ -313,6 +313,7 @@ pub fn run_once(started: &mut Started, plan: &Plan, tag: &str) -> Result<RunResu
         seed: plan.seed,
         client_prefix: format!("{}{tag}", started.id.prefix()),
         mqtt_v5: false,
+        ..SimConfig::default()
     };
     let monitor = cpu::Monitor::start(started.threads.clone(), sut.external_pids());
     let sim = match sim::run_blocking(cfg) {

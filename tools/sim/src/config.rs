@@ -2,6 +2,7 @@
 //! ([`SimError`]).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -113,6 +114,16 @@ pub struct SimConfig {
     pub client_prefix: String,
     /// Speak MQTT 5 instead of 3.1.1.
     pub mqtt_v5: bool,
+    /// MQTT user name every sensor logs in with; the literal `{id}` in it is
+    /// replaced by the sensor's own device id, so each device can log in as
+    /// itself (`username: Some("{id}".into())`). `None`: no credentials.
+    pub username: Option<String>,
+    /// MQTT password sent with `username` (which it requires).
+    pub password: Option<String>,
+    /// PEM file of the CA certificate(s) the broker's certificate must chain
+    /// to. Set, the sensors connect over TLS (rustls), verifying the broker
+    /// against these CAs only and its name against the host of `broker`.
+    pub cafile: Option<PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -129,6 +140,9 @@ impl Default for SimConfig {
             seed: 42,
             client_prefix: "sim".to_owned(),
             mqtt_v5: false,
+            username: None,
+            password: None,
+            cafile: None,
         }
     }
 }
@@ -170,8 +184,47 @@ impl SimConfig {
                 self.client_prefix
             ));
         }
+        if self.password.is_some() && self.username.is_none() {
+            return bad("a password needs a user name (MQTT sends no password alone)".into());
+        }
+        if let Some(u) = &self.username {
+            if u.is_empty() || u.contains('\0') {
+                return bad(format!("user name {u:?} must be non-empty, without NUL"));
+            }
+        }
         split_broker(&self.broker)?;
         Ok(())
+    }
+
+    /// The user name sensor `device` logs in with: [`SimConfig::username`]
+    /// with `{id}` replaced by `device`.
+    pub fn username_for(&self, device: &str) -> Option<String> {
+        self.username.as_ref().map(|u| u.replace("{id}", device))
+    }
+}
+
+/// A CONNACK refusing a connection: its return code (MQTT 3.1.1, 1..=5) or
+/// reason code (MQTT 5, 0x80 and up), and what that code means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The code as sent on the wire: 3.1.1 `0x04` bad user name or password,
+    /// `0x05` not authorized; MQTT 5 `0x86` and `0x87`.
+    pub code: u8,
+    /// The code's name in the MQTT specification.
+    pub reason: &'static str,
+}
+
+impl Refusal {
+    /// Whether the broker refused the credentials (bad user name or
+    /// password, or not authorized), in either MQTT version.
+    pub fn is_login(&self) -> bool {
+        matches!(self.code, 0x04 | 0x05 | 0x86 | 0x87)
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CONNACK {:#04x} ({})", self.code, self.reason)
     }
 }
 
@@ -198,12 +251,41 @@ pub enum SimError {
         /// The last connection error seen.
         last_error: String,
     },
+    /// The broker refused sensors' connections in its CONNACK (with
+    /// credentials: most likely a wrong user name or password). A refused
+    /// sensor is not retried: the same CONNECT would be refused again.
+    #[error(
+        "the MQTT broker at {broker} refused {refused} of {sensors} sensors: {refusal}, \
+         e.g. client {client}{}",
+        as_user(.username)
+    )]
+    Refused {
+        /// The broker address.
+        broker: String,
+        /// Sensors refused.
+        refused: usize,
+        /// Sensors configured.
+        sensors: usize,
+        /// The first refusal seen.
+        refusal: Refusal,
+        /// The client id it was sent to.
+        client: String,
+        /// The user name that client logged in with (never the password).
+        username: Option<String>,
+    },
     /// The tokio runtime could not be built.
     #[error("could not start the tokio runtime: {0}")]
     Runtime(#[from] std::io::Error),
     /// A sensor task panicked or was cancelled.
     #[error("a sensor task failed: {0}")]
     Task(String),
+}
+
+fn as_user(username: &Option<String>) -> String {
+    match username {
+        Some(u) => format!(" logging in as {u:?}"),
+        None => " without credentials".to_owned(),
+    }
 }
 
 /// Splits `host:port`.
@@ -258,6 +340,14 @@ mod tests {
                 ..SimConfig::default()
             },
             SimConfig {
+                password: Some("secret".into()),
+                ..SimConfig::default()
+            },
+            SimConfig {
+                username: Some("".into()),
+                ..SimConfig::default()
+            },
+            SimConfig {
                 broker: "localhost".into(),
                 ..SimConfig::default()
             },
@@ -273,6 +363,14 @@ mod tests {
             split_broker("[::1]:1883").ok(),
             Some(("[::1]".to_owned(), 1883))
         );
+        let c = SimConfig {
+            username: Some("dev-{id}".into()),
+            password: Some("pw".into()),
+            ..SimConfig::default()
+        };
+        assert!(c.check().is_ok());
+        assert_eq!(c.username_for("sim-3").as_deref(), Some("dev-sim-3"));
+        assert_eq!(SimConfig::default().username_for("sim-3"), None);
         assert_eq!("Mixed".parse::<Format>(), Ok(Format::Mixed));
         assert!("xml".parse::<Format>().is_err());
         assert_eq!(

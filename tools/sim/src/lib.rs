@@ -30,6 +30,21 @@
 //! confirmed is reported in [`SimSummary::lost`], and under QoS 0 a message
 //! written just before the drop may be lost too (see [`SimSummary`]).
 //!
+//! # Credentials and TLS
+//!
+//! With [`SimConfig::username`] every sensor logs in with that user name
+//! (the literal `{id}` in it replaced by the sensor's device id, so
+//! `"{id}"` logs each device in as itself) and [`SimConfig::password`].
+//! With [`SimConfig::cafile`] the sensors connect over TLS (rustls),
+//! verifying the broker's certificate against that CA file only.
+//!
+//! A CONNACK refusing a sensor (bad user name or password, not authorized:
+//! 3.1.1 codes 0x04/0x05, MQTT 5 0x86/0x87, or any other) is never retried:
+//! while connecting, [`run`] fails with [`SimError::Refused`], which names
+//! the code, the number of sensors refused, a client and its user name;
+//! mid-run, a refused reconnect ends that sensor and is counted in
+//! [`SimSummary::refused`] and [`SimSummary::refused_by_code`].
+//!
 //! # Layout
 //!
 //! - [`config`]: [`SimConfig`], limits, [`SimError`];
@@ -58,11 +73,11 @@ use std::time::Duration;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
-use client::{connect, ClientOptions};
+use client::{connect, ClientOptions, ConnectFailure};
 use config::{split_broker, CONNECT_CONCURRENCY};
 pub use config::{
-    Format, Rate, SimConfig, SimError, CLOSE_TIMEOUT, CONNECT_TIMEOUT, DRAIN_STALL_TIMEOUT,
-    INFLIGHT, MAX_PACKET_SIZE, RECONNECT_WINDOW, REQUEST_CHANNEL_CAPACITY,
+    Format, Rate, Refusal, SimConfig, SimError, CLOSE_TIMEOUT, CONNECT_TIMEOUT,
+    DRAIN_STALL_TIMEOUT, INFLIGHT, MAX_PACKET_SIZE, RECONNECT_WINDOW, REQUEST_CHANNEL_CAPACITY,
 };
 pub use fleet::{now_us, Fleet, MAX_DEVICE_ID_LEN};
 pub use generator::{Class, Fault, Generator, Message, Shape, DEFAULT_MAX_PAYLOAD};
@@ -74,9 +89,13 @@ use tally::Tally;
 /// `count` or `stop` (when it becomes `true`), whichever comes first.
 ///
 /// The runtime needs tokio's time and I/O drivers (`enable_all`). Returns
-/// [`SimError::Connect`] if not every sensor connects within
-/// [`CONNECT_TIMEOUT`] (plus 1 ms per sensor); once connected, lost
-/// connections are retried and counted, not fatal.
+/// [`SimError::Refused`] if the broker refused any sensor in its CONNACK (a
+/// wrong password, say; a refusal is not retried, so this comes as soon as
+/// every sensor has its answer), [`SimError::Connect`] if not every sensor
+/// connects within [`CONNECT_TIMEOUT`] (plus 1 ms per sensor). Once
+/// connected, lost connections are retried and counted, not fatal; a
+/// reconnect the broker refuses ends that sensor and is counted in
+/// [`SimSummary::refused`].
 pub async fn run(
     cfg: SimConfig,
     stop: Option<watch::Receiver<bool>>,
@@ -87,37 +106,64 @@ pub async fn run(
     let fleet = Fleet::new(&cfg.client_prefix, n, cfg.seed);
     let devices: Vec<String> = fleet.ids().map(str::to_owned).collect();
     let fleet = Arc::new(Mutex::new(fleet));
+    let tls = cfg.cafile.as_deref().map(client::tls_config).transpose()?;
 
     // Connect every sensor first, so the rate is measured on a warm fleet.
     let timeout = CONNECT_TIMEOUT + Duration::from_millis(n as u64);
     let deadline = Instant::now() + timeout;
     let permits = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
     let mut connecting = Vec::with_capacity(n);
-    for i in 0..n {
+    for (i, device) in devices.iter().enumerate() {
         let opts = ClientOptions {
             id: format!("{}-{i}", cfg.client_prefix),
             host: host.clone(),
             port,
             v5: cfg.mqtt_v5,
+            login: cfg
+                .username_for(device)
+                .map(|u| (u, cfg.password.clone().unwrap_or_default())),
+            tls: tls.clone(),
         };
+        let id = opts.id.clone();
+        let username = opts.login.as_ref().map(|l| l.0.clone());
         let permits = Arc::clone(&permits);
-        connecting.push(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
             connect(opts, deadline).await
-        }));
+        });
+        connecting.push((id, username, task));
     }
     let mut sessions = Vec::with_capacity(n);
     let mut last_error = None;
+    let mut refused = Vec::new();
     let mut connect_errors = 0u64;
-    for task in connecting {
+    for (id, username, task) in connecting {
         match task.await {
             Ok(Ok((client, eventloop, failures))) => {
                 connect_errors += failures;
                 sessions.push((client, eventloop));
             }
-            Ok(Err(e)) => last_error = Some(e),
+            Ok(Err(ConnectFailure::Refused(r))) => refused.push((r, id, username)),
+            Ok(Err(ConnectFailure::Other(e))) => last_error = Some(e),
             Err(e) => last_error = Some(format!("connect task failed: {e}")),
         }
+    }
+    if let Some((refusal, client, username)) = refused.first().cloned() {
+        tracing::error!(
+            refused = refused.len(),
+            sensors = n,
+            %refusal,
+            %client,
+            "the broker refused sensors' connections"
+        );
+        return Err(SimError::Refused {
+            broker: cfg.broker.clone(),
+            refused: refused.len(),
+            sensors: n,
+            refusal,
+            client,
+            username,
+        });
     }
     if let Some(last_error) = last_error {
         return Err(SimError::Connect {

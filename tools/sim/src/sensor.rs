@@ -2,15 +2,16 @@
 //! its event loop (reconnects), and the drain and DISCONNECT at the end
 //! that make the accounting exact.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::client::{Client, Ev, EventLoop};
+use crate::client::{Client, Ev, EventLoop, PollError};
 use crate::config::{CLOSE_TIMEOUT, DRAIN_STALL_TIMEOUT, RECONNECT_WINDOW};
 use crate::generator::Generator;
-use crate::tally::Tally;
+use crate::tally::{refusal_key, Tally};
 
 /// What the event-loop task reports to the publisher.
 #[derive(Debug, Default, Clone, Copy)]
@@ -29,11 +30,14 @@ struct DriverOutcome {
     acked: u64,
     errors: u64,
     reconnects: u64,
+    /// Refused reconnects by code (at most one: a refusal ends the loop).
+    refused: BTreeMap<String, u64>,
 }
 
 /// Drives the event loop until the broker closes after our DISCONNECT, or
 /// until it gives up reconnecting: after [`RECONNECT_WINDOW`] without a
-/// connection, or at once once the run is over (`stop` or `end`).
+/// connection, or at once once the run is over (`stop` or `end`), or the
+/// broker refuses the reconnect in its CONNACK.
 async fn drive(
     mut eventloop: EventLoop,
     progress: watch::Sender<Progress>,
@@ -74,7 +78,14 @@ async fn drive(
             Ok(Ev::Other) => {}
             // The broker closing the connection after our DISCONNECT.
             Err(_) if disconnecting => break,
-            Err(e) => {
+            Err(PollError::Refused(r)) => {
+                // The same CONNECT would be refused again: give up.
+                out.errors += 1;
+                *out.refused.entry(refusal_key(&r)).or_default() += 1;
+                tracing::error!(refusal = %r, "reconnect refused by the broker; giving up");
+                break;
+            }
+            Err(PollError::Other(e) | PollError::Tls(e)) => {
                 out.errors += 1;
                 let down = *down_since.get_or_insert_with(Instant::now);
                 let over = stop_requested(&stop) || end.is_some_and(|e| Instant::now() >= e);
@@ -237,6 +248,7 @@ pub(crate) async fn sensor(
     tally.acked = outcome.acked;
     tally.errors += outcome.errors;
     tally.reconnects = outcome.reconnects;
+    tally.refused = outcome.refused;
     let confirmed = if qos == 0 {
         outcome.written
     } else {

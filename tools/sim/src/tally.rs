@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::Refusal;
 use crate::generator::{Class, Fault};
 
 /// The outcome of a run.
@@ -32,6 +33,13 @@ pub struct SimSummary {
     pub errors: u64,
     /// Reconnect attempts after a connection was lost mid-run.
     pub reconnects: u64,
+    /// Reconnects the broker refused in its CONNACK (each ends its sensor;
+    /// also counted in `errors`). Refusals while connecting at the start
+    /// are not here: they fail the run with `SimError::Refused`.
+    pub refused: u64,
+    /// `refused` by CONNACK code and name, e.g. `"0x05 not authorized"`;
+    /// codes never seen are absent.
+    pub refused_by_code: BTreeMap<String, u64>,
     /// Messages sent but never confirmed written (QoS 0) or acknowledged
     /// (QoS 1), because of connection errors; 0 on a clean run.
     pub lost: u64,
@@ -43,6 +51,11 @@ pub struct SimSummary {
     /// Engine records the valid messages produce: 1 per temperature or
     /// humidity message, 2 per reading message.
     pub records: u64,
+}
+
+/// The key of a refusal in [`SimSummary::refused_by_code`].
+pub(crate) fn refusal_key(r: &Refusal) -> String {
+    format!("{:#04x} {}", r.code, r.reason)
 }
 
 /// Per-sensor (and total) counts.
@@ -57,6 +70,7 @@ pub(crate) struct Tally {
     pub(crate) lost: u64,
     pub(crate) errors: u64,
     pub(crate) reconnects: u64,
+    pub(crate) refused: BTreeMap<String, u64>,
 }
 
 impl Tally {
@@ -87,6 +101,9 @@ impl Tally {
         self.lost += o.lost;
         self.errors += o.errors;
         self.reconnects += o.reconnects;
+        for (k, v) in &o.refused {
+            *self.refused.entry(k.clone()).or_default() += v;
+        }
     }
 
     pub(crate) fn summary(&self, sensors: usize, qos: u8, duration_s: f64) -> SimSummary {
@@ -106,6 +123,8 @@ impl Tally {
             qos,
             errors: self.errors,
             reconnects: self.reconnects,
+            refused: self.refused.values().sum(),
+            refused_by_code: self.refused.clone(),
             lost: self.lost,
             duration_s,
             rate: if duration_s > 0.0 {

@@ -117,6 +117,7 @@ fn counted(broker: &TestBroker, v5: bool, prefix: &str, qos: u8, count: u64) -> 
         seed: 7,
         client_prefix: prefix.to_owned(),
         mqtt_v5: v5,
+        ..SimConfig::default()
     }
 }
 
@@ -165,6 +166,7 @@ async fn rate_limited_run_stops_on_time() {
         seed: 1,
         client_prefix: "rated".into(),
         mqtt_v5: false,
+        ..SimConfig::default()
     };
     let summary = sim::run(cfg, None).await.expect("simulation runs");
     // 2000 msgs/s for 1 s, spread over 10 sensors at 200 msgs/s each.

@@ -3,6 +3,7 @@
 //! A thin front end to [`telering_sim`]: prints the run's
 //! [`SimSummary`](telering_sim::SimSummary) as one JSON line on stdout.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -56,6 +57,18 @@ struct Args {
     /// Speak MQTT 5 instead of 3.1.1.
     #[arg(long)]
     mqtt5: bool,
+    /// Log every sensor in with this MQTT user name; `{id}` in it is replaced
+    /// by the sensor's device id (`--username '{id}'`: each device as itself).
+    /// A refused login ends the run with the CONNACK code.
+    #[arg(long, value_name = "USER")]
+    username: Option<String>,
+    /// The password sent with --username.
+    #[arg(long, value_name = "PASS", requires = "username")]
+    password: Option<String>,
+    /// Connect over TLS, verifying the broker's certificate against the CA
+    /// certificate(s) in this PEM file (and its name against --broker's host).
+    #[arg(long, value_name = "PEM")]
+    cafile: Option<PathBuf>,
     /// More log output on stderr (-v info, -vv debug, -vvv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -91,6 +104,9 @@ impl Args {
             seed: self.seed.unwrap_or(d.seed),
             client_prefix: self.client_prefix.unwrap_or(d.client_prefix),
             mqtt_v5: self.mqtt5,
+            username: self.username,
+            password: self.password,
+            cafile: self.cafile,
         })
     }
 }
