@@ -68,10 +68,15 @@ fn publish(port: u16, extra: &[&str], device: &str) -> std::process::Output {
 }
 
 fn start(tls: TlsSection) -> Server {
+    start_with(tls, |_| {})
+}
+
+fn start_with(tls: TlsSection, tweak: impl FnOnce(&mut ServerConfig)) -> Server {
     let mut cfg = ServerConfig::default();
     cfg.mqtt.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     cfg.ingest.shards = 2;
     cfg.tls = Some(tls);
+    tweak(&mut cfg);
     Server::start(cfg).unwrap()
 }
 
@@ -90,6 +95,7 @@ fn mosquitto_pub_over_tls_beside_plaintext_and_a_reload() {
         cert: cert.clone(),
         key: key.clone(),
         client_ca: None,
+        use_identity_as_username: false,
     });
     let tls_port = s.tls_addr().expect("a TLS listener").port();
     let ca_arg = ca_file.to_str().unwrap();
@@ -157,6 +163,7 @@ fn mutual_tls_needs_a_client_certificate_from_the_client_ca() {
         cert,
         key,
         client_ca: Some(clients_file),
+        use_identity_as_username: false,
     });
     let port = s.tls_addr().unwrap().port();
     let ca_arg = ca_file.to_str().unwrap();
@@ -195,7 +202,61 @@ fn a_bad_certificate_file_is_a_clear_error_at_start() {
         cert: bogus.clone(),
         key: bogus,
         client_ca: None,
+        use_identity_as_username: false,
     });
     let err = Server::start(cfg).unwrap_err().to_string();
     assert!(err.contains("bogus.pem"), "{err}");
+}
+
+#[test]
+fn the_certificate_cn_is_the_user_name_for_the_acl() {
+    if !have_mosquitto_pub() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca1 = ca("server CA");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca1.pem).unwrap();
+    let clients = ca("client CA");
+    let clients_file = dir.path().join("clients.pem");
+    std::fs::write(&clients_file, &clients.pem).unwrap();
+    let (cert, key) = leaf(dir.path(), "server", &ca1, &["localhost"]);
+    let (ccert, ckey) = leaf(dir.path(), "device", &clients, &["dev-7"]);
+    // A password file puts the default ACL in force: sensors/<user>/...
+    let passwords = dir.path().join("passwords");
+    let mut file = telering::mqtt::auth::PasswordFile::new();
+    file.set("someone-else", b"pw").unwrap();
+    file.save(&passwords).unwrap();
+    let s = start_with(
+        TlsSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cert,
+            key,
+            client_ca: Some(clients_file),
+            use_identity_as_username: true,
+        },
+        |c| c.auth.password_file = Some(passwords),
+    );
+    let port = s.tls_addr().unwrap().port();
+    let args = [
+        "--cafile",
+        ca_file.to_str().unwrap(),
+        "--cert",
+        ccert.to_str().unwrap(),
+        "--key",
+        ckey.to_str().unwrap(),
+    ];
+    // No password: the certificate says who it is.
+    let own = publish(port, &args, "dev-7");
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    let other = publish(port, &args, "dev-8");
+    // 3.1.1: acknowledged and dropped, as mosquitto does.
+    assert!(other.status.success());
+    let stats = s.shutdown();
+    assert_eq!(stats.accepted, 1);
+    assert_eq!(stats.dead_letter_reasons.get("not_authorized"), Some(&1));
 }

@@ -129,6 +129,10 @@ pub struct TlsSection {
     /// (mutual TLS).
     #[serde(default)]
     pub client_ca: Option<std::path::PathBuf>,
+    /// With `client_ca`: the certificate's subject CN is the client's user
+    /// name (for the ACL), and no password is asked for.
+    #[serde(default)]
+    pub use_identity_as_username: bool,
 }
 
 impl TlsSection {
@@ -139,6 +143,7 @@ impl TlsSection {
             cert: self.cert.clone(),
             key: self.key.clone(),
             client_ca: self.client_ca.clone(),
+            use_identity_as_username: self.use_identity_as_username,
         }
     }
 }
@@ -460,6 +465,14 @@ impl ServerConfig {
         }
         self.journal.journal_config()?;
         let a = &self.auth;
+        if let Some(t) = &self.tls {
+            if t.use_identity_as_username && t.client_ca.is_none() {
+                return bad(
+                    "tls.use_identity_as_username needs tls.client_ca (the certificates it trusts)"
+                        .into(),
+                );
+            }
+        }
         let tls_beyond = self
             .tls
             .as_ref()

@@ -89,7 +89,7 @@ pub(crate) async fn serve(mut stream: TcpStream, shard: Rc<Shard>, shared: Arc<S
     let _ = stream.set_nodelay(true);
     let mut inbuf = BytesMut::with_capacity(4096);
     let ip = peer_ip(&stream);
-    let Some((connect, slot)) = admit(&mut stream, ip, &mut inbuf, &shared).await else {
+    let Some((connect, slot)) = admit(&mut stream, ip, &mut inbuf, &shared, None).await else {
         return;
     };
     // Affinity: a device mostly publishes its own id, so the connection is
@@ -133,6 +133,7 @@ fn peer_ip(stream: &TcpStream) -> std::net::IpAddr {
 pub(crate) async fn serve_tls(
     stream: TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
+    use_identity: bool,
     shard: Rc<Shard>,
     shared: Arc<Shared>,
 ) {
@@ -155,8 +156,31 @@ pub(crate) async fn serve_tls(
             return;
         }
     };
+    // The certificate's CN as the user name, when so configured (mutual
+    // TLS has verified it during the handshake).
+    let cert_user = if use_identity {
+        match super::transport::peer_common_name(&stream) {
+            Some(cn) => Some(cn),
+            None => {
+                tracing::debug!(%ip, "TLS client without a certificate CN: refused");
+                let mut inbuf = BytesMut::with_capacity(1024);
+                if let Ok(Ok(c)) = tokio::time::timeout(
+                    shared.config.connect_timeout,
+                    read_connect(&mut stream, &mut inbuf, shared.config.max_packet_size),
+                )
+                .await
+                {
+                    shared.guard.count_anonymous();
+                    refuse(&mut stream, c.version, ConnAckCode::NotAuthorized).await;
+                }
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let mut inbuf = BytesMut::with_capacity(4096);
-    let Some((connect, slot)) = admit(&mut stream, ip, &mut inbuf, &shared).await else {
+    let Some((connect, slot)) = admit(&mut stream, ip, &mut inbuf, &shared, cert_user).await else {
         return;
     };
     serve_connected(stream, inbuf, connect, slot, shard, shared.clone()).await;
@@ -171,6 +195,7 @@ async fn admit<S: Transport>(
     ip: std::net::IpAddr,
     inbuf: &mut BytesMut,
     shared: &Shared,
+    cert_user: Option<String>,
 ) -> Option<(codec::Connect, super::guard::AddressSlot)> {
     let cfg = &shared.config;
     // CONNECT, within the timeout (a shutdown does not wait for it).
@@ -182,7 +207,7 @@ async fn admit<S: Transport>(
         ) => r,
         _ = stop.wait_for(|s| *s) => return None,
     };
-    let connect: codec::Connect = match first {
+    let mut connect: codec::Connect = match first {
         Ok(Ok(c)) => c,
         Ok(Err(DecodeError::UnsupportedVersion { name, level })) => {
             tracing::debug!(%name, level, "unsupported protocol level");
@@ -203,6 +228,12 @@ async fn admit<S: Transport>(
         refuse(stream, connect.version, ConnAckCode::Unavailable).await;
         return None;
     };
+    if let Some(user) = cert_user {
+        // Authenticated by its certificate: that is who it is.
+        connect.username = Some(user);
+        connect.password = None;
+        return Some((connect, slot));
+    }
     if let Some((code, delay)) =
         shared
             .guard

@@ -250,6 +250,11 @@ impl Guard {
         self.config.acl.is_some()
     }
 
+    /// Counts a client refused for having no identity.
+    pub(crate) fn count_anonymous(&self) {
+        self.stats.anonymous_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts a message the ACL refused.
     pub(crate) fn count_denied(&self) {
         self.stats.not_authorized.fetch_add(1, Ordering::Relaxed);

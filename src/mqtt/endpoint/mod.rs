@@ -306,7 +306,8 @@ async fn accept(
                     // The certificate in use now (a reload changes it for
                     // the connections that come after).
                     let a = acceptors.get();
-                    tokio::task::spawn_local(conn::serve_tls(stream, a, shard.clone(), shared.clone()));
+                    let id = acceptors.config.use_identity_as_username;
+                    tokio::task::spawn_local(conn::serve_tls(stream, a, id, shard.clone(), shared.clone()));
                 }
                 (Err(e), _) => {
                     tracing::warn!("TLS accept failed: {e}");

@@ -76,6 +76,20 @@ pub struct TlsConfig {
     pub key: std::path::PathBuf,
     /// PEM CA whose certificates clients must present (mutual TLS).
     pub client_ca: Option<std::path::PathBuf>,
+    /// With mutual TLS: the client certificate's subject CN is the user
+    /// name, and no password is asked for (mosquitto's
+    /// `use_identity_as_username`).
+    pub use_identity_as_username: bool,
+}
+
+/// The subject CN of the certificate a TLS client presented, if any.
+pub(crate) fn peer_common_name(
+    stream: &tokio_rustls::server::TlsStream<TcpStream>,
+) -> Option<String> {
+    let der = stream.get_ref().1.peer_certificates()?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    Some(cn.to_owned())
 }
 
 fn pem_err(path: &Path, what: impl std::fmt::Display) -> TlsError {
