@@ -2,18 +2,19 @@
 //! `kafka-console-consumer` does: `telering dump`.
 //!
 //! It takes no lock and changes nothing, so it can run beside a live
-//! server. It reads whole batches with good checksums; in a partition's
+//! server. It reads each segment with `read`, not `mmap`: the live server
+//! may cut a torn batch off the end of a file, which a map would turn
+//! into a fault. It reads whole batches with good checksums; in a partition's
 //! newest segment it stops at the first batch that is not whole yet (being
 //! written, or a torn tail the next start will cut). Anywhere else a bad
 //! batch is [`JournalError::Corrupt`].
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::format::{
     check_batch, BatchCheck, Codec, Persist, SegmentHeader, BATCH_HEADER, SEGMENT_HEADER,
 };
-use super::segment::{map, parse_segment_name};
+use super::segment::parse_segment_name;
 use super::JournalError;
 
 /// One record read back.
@@ -92,14 +93,13 @@ pub fn read_partition<T: Persist>(
     let mut next = from;
     for (i, (base, path)) in segs.iter().enumerate().skip(first) {
         let newest = i + 1 == segs.len();
-        let file = match File::open(path) {
-            Ok(f) => f,
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
             // Deleted by retention since the listing.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(JournalError::io("open", path, e)),
+            Err(e) => return Err(JournalError::io("read", path, e)),
         };
-        let mapped = map(&file, path)?;
-        let bytes: &[u8] = mapped.as_deref().unwrap_or(&[]);
+        let bytes: &[u8] = &bytes;
         if bytes.len() < SEGMENT_HEADER && newest {
             break;
         }

@@ -44,12 +44,14 @@ pub(crate) fn map(file: &File, path: &Path) -> Result<Option<memmap2::Mmap>, Jou
     if len == 0 {
         return Ok(None);
     }
-    // SAFETY: the data directory is locked by this process (the `LOCK`
-    // file), so no other telering process writes these files; this process
-    // only appends to a segment, and truncates one only at recovery (before
-    // any map of it exists) or past `written` after a failed write, where no
-    // reader looks. Bytes below what a reader reads were written before the
-    // journal published them and are never changed again.
+    // The data directory is locked by this process (the `LOCK` file), so no
+    // other telering process writes these files; this process only appends
+    // to a segment, and truncates one only at recovery (before any map of
+    // it exists) or past `written` after a failed write, where no reader
+    // looks. Bytes below what a reader reads were written before the
+    // journal published them and are never changed again. (`telering
+    // dump`, from outside, reads with `read` instead.)
+    // SAFETY: as above, nothing changes or removes the mapped bytes we read.
     let m = unsafe { memmap2::Mmap::map(file) }.map_err(|e| JournalError::io("map", path, e))?;
     Ok(Some(m))
 }

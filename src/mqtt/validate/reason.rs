@@ -38,21 +38,16 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in code order.
-    pub const ALL: [Reason; 13] = [
-        Reason::UnknownTopic,
-        Reason::UnknownMetric,
-        Reason::DeviceIdEmpty,
-        Reason::DeviceIdTooLong,
-        Reason::PayloadTooLarge,
-        Reason::NotUtf8,
-        Reason::NotJson,
-        Reason::MissingValue,
-        Reason::NotFinite,
-        Reason::TemperatureOutOfRange,
-        Reason::HumidityOutOfRange,
-        Reason::BadTimestamp,
-        Reason::NotAuthorized,
-    ];
+    pub const ALL: [Reason; 13] = {
+        // The validation reasons, then the one that depends on the sender.
+        let mut all = [Reason::NotAuthorized; 13];
+        let mut i = 0;
+        while i < Self::VALIDATION.len() {
+            all[i] = Self::VALIDATION[i];
+            i += 1;
+        }
+        all
+    };
 
     /// The reasons validation gives (a message's topic and payload alone):
     /// all but [`Reason::NotAuthorized`], which depends on who sent it.
