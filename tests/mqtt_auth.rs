@@ -358,3 +358,53 @@ fn the_publish_rate_limit_slows_one_client_and_drops_nothing() {
         (N as u64 + 1, N as u64 + 1)
     );
 }
+
+/// rumqttc (through the simulator) with a user name and password per
+/// device, on MQTT 3.1.1 and 5: every message in with the right ones, and
+/// the wrong one refused with its CONNACK code.
+#[test]
+fn rumqttc_devices_log_in_as_themselves() {
+    use telering_sim::{Fleet, SimConfig, SimError};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwords");
+    let fleet = Fleet::new("auth", 4, 1);
+    let mut pw = telering::mqtt::auth::PasswordFile::new();
+    for id in fleet.ids() {
+        pw.set(id, b"fleet-pw").unwrap();
+    }
+    pw.save(&file).unwrap();
+    let s = server(dir.path(), |c| {
+        c.auth.password_file = Some(file.clone());
+        // Eight failed logins from one address on purpose: not the
+        // throttling under test here.
+        c.auth.login_failure_delay_ms = 1;
+    });
+    let mut sent = 0;
+    for v5 in [false, true] {
+        let cfg = SimConfig {
+            broker: s.local_addr().to_string(),
+            sensors: 4,
+            count: Some(400),
+            duration: None,
+            qos: 1,
+            client_prefix: "auth".into(),
+            mqtt_v5: v5,
+            username: Some("{id}".into()),
+            password: Some("fleet-pw".into()),
+            ..SimConfig::default()
+        };
+        let summary = telering_sim::run_blocking(cfg.clone()).unwrap();
+        assert_eq!((summary.sent, summary.acked), (400, 400), "v5 {v5}");
+        sent += 400;
+        let wrong = SimConfig {
+            password: Some("nope".into()),
+            ..cfg
+        };
+        match telering_sim::run_blocking(wrong) {
+            Err(SimError::Refused { refused, .. }) => assert_eq!(refused, 4),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    let stats = s.shutdown();
+    assert_eq!((stats.received, stats.accepted), (sent, sent));
+}
