@@ -39,6 +39,10 @@ pub struct Args {
     /// with `telering dump`.
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
+    /// Secured: the sensors connect over TLS (a throwaway CA and server
+    /// certificate), each logging in as its own device with a password.
+    #[arg(long)]
+    pub secure: bool,
 }
 
 impl Default for Args {
@@ -51,6 +55,7 @@ impl Default for Args {
             malformed: 0.01,
             config: None,
             data_dir: None,
+            secure: false,
         }
     }
 }
@@ -64,8 +69,24 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(d) = &args.data_dir {
         cfg.journal.dir = Some(d.clone());
     }
+    let secured = if args.secure {
+        Some(Secured::set_up(&mut cfg, args.sensors)?)
+    } else {
+        None
+    };
     let mut session = Session::start(cfg)?;
-    let broker = session.server().local_addr();
+    let broker = match (&secured, session.server().tls_addr()) {
+        (Some(_), Some(tls)) => format!("localhost:{}", tls.port()),
+        _ => session.server().local_addr().to_string(),
+    };
+    if let Some(s) = &secured {
+        println!(
+            "secured: TLS on {broker} (CA {}), {} devices with passwords in {}",
+            s.ca.display(),
+            args.sensors,
+            s.dir.display()
+        );
+    }
     println!("telering demo: {}", session.describe());
     println!(
         "simulator: {} sensors, {} msg/s, QoS {}, {:.1} % malformed, {} s",
@@ -81,7 +102,10 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let sim_cfg = SimConfig {
-        broker: broker.to_string(),
+        broker,
+        username: secured.as_ref().map(|_| "{id}".to_owned()),
+        password: secured.as_ref().map(|s| s.password.clone()),
+        cafile: secured.as_ref().map(|s| s.ca.clone()),
         sensors: args.sensors,
         rate: if args.rate == 0 {
             Rate::Unlimited
@@ -154,5 +178,67 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         Ok(())
     } else {
         Err("the counts do not add up (see the checks above)".into())
+    }
+}
+
+/// What `demo --secure` made: a CA, a server certificate for `localhost`,
+/// a password file with one user per simulated device (the prefix and
+/// numbering of `telering_sim::Fleet`), and an ACL that lets them publish
+/// anything, so the malformed topics still reach validation and are
+/// dead-lettered with their own reasons. Deleted when dropped.
+struct Secured {
+    dir: std::path::PathBuf,
+    ca: std::path::PathBuf,
+    password: String,
+}
+
+impl Secured {
+    fn set_up(cfg: &mut ServerConfig, sensors: usize) -> Result<Self, Box<dyn std::error::Error>> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let dir = std::env::temp_dir().join(format!("telering-demo-secure-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "telering demo CA");
+        let ca_key = KeyPair::generate()?;
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate()?;
+        let leaf =
+            CertificateParams::new(vec!["localhost".to_owned()])?.signed_by(&leaf_key, &issuer)?;
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, ca_cert.pem())?;
+        std::fs::write(dir.join("server.pem"), leaf.pem())?;
+        std::fs::write(dir.join("server.key"), leaf_key.serialize_pem())?;
+        let password = format!("demo-{:x}", telering::record::now_us());
+        let mut file = telering::mqtt::auth::PasswordFile::new();
+        for id in telering_sim::Fleet::new("sim", sensors, 7).ids() {
+            file.set(id, password.as_bytes())?;
+        }
+        let passwords = dir.join("passwords");
+        file.save(&passwords)?;
+        let acl = dir.join("acl");
+        std::fs::write(
+            &acl,
+            "# every device may publish anywhere: validation decides\npattern write #\n",
+        )?;
+        cfg.auth.password_file = Some(passwords);
+        cfg.auth.acl_file = Some(acl);
+        cfg.tls = Some(telering::mqtt::TlsSection {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            client_ca: None,
+            use_identity_as_username: false,
+        });
+        Ok(Self { dir, ca, password })
+    }
+}
+
+impl Drop for Secured {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
