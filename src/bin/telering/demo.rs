@@ -120,7 +120,6 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         seed: 7,
         client_prefix: "sim".into(),
         mqtt_v5: false,
-        ..SimConfig::default()
     };
     let sim = std::thread::Builder::new()
         .name("telering-sim".into())
