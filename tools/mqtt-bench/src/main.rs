@@ -6,6 +6,7 @@
 //! cargo run --release -p mqtt-bench -- --json        # JSON on stdout
 //! cargo run --release -p mqtt-bench -- --latency-only
 //! cargo run --release -p mqtt-bench -- --journal     # each telering also journaled
+//! cargo run --release -p mqtt-bench -- --tls         # each telering also over TLS
 //! ```
 //!
 //! The sensor simulator ([`telering_sim`], JSON payloads carrying their
@@ -29,6 +30,14 @@
 //! dir` in a fresh directory in `--journal-dir`, the default `fsync =
 //! "interval"`, so every QoS 1 PUBACK waits for the journal), in the same
 //! rounds, with the same client ids; the directories are deleted at the end.
+//!
+//! With `--tls`, likewise each such instance runs a second time with the
+//! TLS listener open (`telering-2shards-tls`: `[tls]` with a certificate
+//! for `localhost` signed by a CA, both made with rcgen at start in a
+//! temporary directory deleted at the end); its simulator connects to the
+//! TLS port as `localhost` with `cafile` set to that CA. Reported per QoS:
+//! its msg/s and its server CPU per message over the plaintext instance's
+//! (median over rounds of the ratio within each round; no target).
 //!
 //! Each system is started once (rumqttd cannot be stopped) and warmed up.
 //!
@@ -169,6 +178,14 @@ struct Args {
     /// dir].
     #[arg(long, requires = "journal")]
     journal_dir: Option<PathBuf>,
+    /// Also run each `--shards` telering instance of the throughput runs
+    /// with the TLS listener open (a CA and a certificate for `localhost`
+    /// made at start in a temporary directory, deleted at the end), the
+    /// simulator connecting to it over TLS, in the same rounds:
+    /// `telering-Nshards-tls`, and its msg/s and CPU per message over the
+    /// plaintext instance's (no target).
+    #[arg(long)]
+    tls: bool,
     /// Only these systems (comma-separated or repeated).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Kind>,
@@ -372,6 +389,7 @@ fn run(args: &Args) -> Result<bool, String> {
             shards: latency_shards,
             fetch: Some(f),
             journal: false,
+            tls: false,
         })
         .collect();
     let throughput_ids: Vec<SystemId> = if args.latency_only {
@@ -390,10 +408,16 @@ fn run(args: &Args) -> Result<bool, String> {
         } else {
             Vec::new()
         };
+        let tls: Vec<SystemId> = if args.tls {
+            shards.iter().map(|&s| SystemId::telering_tls(s)).collect()
+        } else {
+            Vec::new()
+        };
         shards
             .iter()
             .map(|&s| SystemId::telering(s))
             .chain(journaled)
+            .chain(tls)
             .chain(extra.iter().copied())
             .chain([SystemId::Mosquitto, SystemId::Rumqttd])
             .filter(wanted)
@@ -467,18 +491,50 @@ fn run(args: &Args) -> Result<bool, String> {
             journal_parent.display()
         );
     }
+    if args.tls && throughput_ids.is_empty() {
+        eprintln!("mqtt-bench: --tls applies to the throughput runs, which do not run");
+    }
+    // Kept until every system has stopped; its directory goes on drop.
+    let tls_cert = if all.iter().any(|id| id.tls()) {
+        match run_telering::TlsCert::generate() {
+            Ok(c) => {
+                eprintln!(
+                    "mqtt-bench: TLS instances serve a certificate for localhost made in {} \
+                     (deleted at the end)",
+                    c.dir().display()
+                );
+                Some(c)
+            }
+            Err(e) => {
+                eprintln!("mqtt-bench: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut suts = Vec::new();
     let mut telering_pinning = BTreeMap::new();
     for &id in &all {
         if skipped.contains_key(&id.key()) {
             continue;
         }
-        match Started::start(id, mosquitto.as_deref(), &journal_parent) {
+        let tls = tls_cert.as_ref().map(|c| &c.files);
+        match Started::start(id, mosquitto.as_deref(), &journal_parent, tls) {
             Ok(s) => {
                 if let Sut::Telering(t) = &s.sut {
                     telering_pinning.insert(id.key(), t.pinning());
                 }
-                eprintln!("mqtt-bench: {} listening on {}", id.label(), s.sut.addr());
+                let tls_note = if id.tls() {
+                    format!(", the simulator connects over TLS to {}", s.sut.broker())
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "mqtt-bench: {} listening on {}{tls_note}",
+                    id.label(),
+                    s.sut.addr()
+                );
                 suts.push(s);
             }
             Err(e) => {
@@ -596,6 +652,7 @@ fn run(args: &Args) -> Result<bool, String> {
             telering_final.insert(key, f);
         }
     }
+    drop(tls_cert);
     let all_received = throughput.values().all(|p: &Phase| p.all_received)
         && latency_phase.as_ref().is_none_or(|p| p.all_received);
     let report = Report {

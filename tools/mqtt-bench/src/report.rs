@@ -324,9 +324,17 @@ pub struct Phase {
     /// same instance's without the journal (median over rounds of the
     /// ratio within each round; no target).
     pub journal_cpu_ratios: BTreeMap<String, Option<f64>>,
-    /// The targets: telering against the peers (journaled instances are
-    /// not compared with them), and each journaled instance against itself
-    /// without the journal.
+    /// Per TLS telering instance (`--tls`): its msg/s over the same
+    /// instance's over plaintext TCP (median over rounds of the ratio
+    /// within each round; no target).
+    pub tls_ratios: BTreeMap<String, Option<f64>>,
+    /// Per TLS telering instance: its server CPU per message over the same
+    /// instance's over plaintext TCP (median over rounds of the ratio
+    /// within each round; no target).
+    pub tls_cpu_ratios: BTreeMap<String, Option<f64>>,
+    /// The targets: telering against the peers (journaled and TLS
+    /// instances are not compared with them), and each journaled instance
+    /// against itself without the journal.
     pub targets: Vec<Target>,
     pub all_received: bool,
     /// The systems in table order.
@@ -358,7 +366,7 @@ impl Phase {
         let mut msg_per_s_ceilings = BTreeMap::new();
         for id in order
             .iter()
-            .filter(|i| matches!(i, SystemId::Telering { .. }) && !i.journaled())
+            .filter(|i| matches!(i, SystemId::Telering { .. }) && !i.journaled() && !i.tls())
         {
             let key = id.key();
             let tel = (key.as_str(), &systems[&key]);
@@ -423,6 +431,20 @@ impl Phase {
             let cpu = Target::new(Metric::CpuPerMsg, qos, (&off, off_r), (&key, on_r), 1.0);
             journal_cpu_ratios.insert(key, cpu.ratio);
         }
+        let mut tls_ratios = BTreeMap::new();
+        let mut tls_cpu_ratios = BTreeMap::new();
+        for id in order.iter().filter(|i| i.tls()) {
+            let (key, plain) = (id.key(), id.without_tls().key());
+            let (Some(on_r), Some(off_r)) = (systems.get(&key), systems.get(&plain)) else {
+                continue;
+            };
+            // No target: the `target` argument only sets `met`, unused here.
+            let rate = Target::new(Metric::MsgPerS, qos, (&key, on_r), (&plain, off_r), 1.0);
+            tls_ratios.insert(key.clone(), rate.ratio);
+            // TLS over plaintext, as the msg/s ratio reads.
+            let cpu = Target::new(Metric::CpuPerMsg, qos, (&plain, off_r), (&key, on_r), 1.0);
+            tls_cpu_ratios.insert(key, cpu.ratio);
+        }
         let sim_cpu_us_per_msg = systems
             .iter()
             .map(|(k, x)| (k.clone(), x.run.sim_cpu_us_per_msg))
@@ -440,6 +462,8 @@ impl Phase {
             sim_cpu_us_per_msg,
             journal_ratios,
             journal_cpu_ratios,
+            tls_ratios,
+            tls_cpu_ratios,
             targets,
             all_received,
             order,
@@ -777,6 +801,23 @@ fn phase_table(s: &mut String, w: usize, p: &Phase) {
             );
         }
     }
+    for (k, v) in &p.tls_ratios {
+        let plain = k.trim_end_matches("-tls");
+        if let Some(v) = v {
+            let _ = writeln!(
+                s,
+                "  {:<56} {v:>6.2}x  (no target)",
+                format!("{k}'s msg/s over {plain}'s")
+            );
+        }
+        if let Some(Some(v)) = p.tls_cpu_ratios.get(k) {
+            let _ = writeln!(
+                s,
+                "  {:<56} {v:>6.2}x  (no target)",
+                format!("{k}'s CPU/msg over {plain}'s")
+            );
+        }
+    }
     let sims: Vec<String> = p
         .order
         .iter()
@@ -1106,6 +1147,7 @@ mod tests {
                 (SystemId::telering(1), runs(300.0, 1.0)),
                 (SystemId::telering(2), runs(200.0, 2.0)),
                 (SystemId::telering_journal(1), runs(240.0, 1.5)),
+                (SystemId::telering_tls(2), runs(150.0, 3.0)),
                 (SystemId::Mosquitto, runs(50.0, 10.0)),
                 (SystemId::Rumqttd, runs(150.0, 3.0)),
             ]),
@@ -1125,6 +1167,14 @@ mod tests {
             ("telering-1shard", TARGET_JOURNAL_OVER_MEMORY, Some(true))
         );
         assert!(!p.ratios.contains_key("telering-1shard-journal"));
+        // The TLS instance: against itself over plaintext, no target.
+        assert_eq!(p.tls_ratios["telering-2shards-tls"], Some(0.75));
+        assert_eq!(p.tls_cpu_ratios["telering-2shards-tls"], Some(1.5));
+        assert!(!p.ratios.contains_key("telering-2shards-tls"));
+        assert!(p
+            .targets
+            .iter()
+            .all(|t| t.telering != "telering-2shards-tls"));
         assert_eq!(
             p.cpu_ratios["telering-1shard"]["telering_over_rumqttd"],
             Some(3.0)
@@ -1149,5 +1199,10 @@ mod tests {
             s
         };
         assert!(text.contains("MISSED"), "{text}");
+        assert!(
+            text.contains("telering-2shards-tls's msg/s over telering-2shards's")
+                && text.contains("telering-2shards-tls's CPU/msg over telering-2shards's"),
+            "{text}"
+        );
     }
 }

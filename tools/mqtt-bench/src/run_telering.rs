@@ -12,7 +12,10 @@
 //! `--journal` the journal (`[journal] dir` set to a fresh directory, made
 //! when the instance starts and deleted when it stops; the configuration's
 //! `fsync = "interval"`), which makes every QoS 1 acknowledgement wait for
-//! it.
+//! it. With `--tls`, an instance also opens the TLS listener (`[tls]` with
+//! a certificate for `localhost` that [`TlsCert::generate`] made with
+//! rcgen, signed by a CA made with it) and the simulator connects to that
+//! one, verifying the certificate against the CA.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,7 +24,7 @@ use std::sync::Arc;
 
 use telering::app::handlers::{self as consumers, Shared};
 use telering::mqtt::config::ConsumersConfig;
-use telering::mqtt::{IngestSnapshot, Server, ServerConfig, ServerError};
+use telering::mqtt::{IngestSnapshot, Server, ServerConfig, ServerError, TlsSection};
 use telering::record::now_us;
 use telering::runtime::{Runtime, Shutdown};
 use telering::Reading;
@@ -69,6 +72,65 @@ pub struct Setup {
     pub fetch: Option<(usize, u64)>,
     /// With a directory, the journal is on, in a fresh directory made in it.
     pub journal_parent: Option<PathBuf>,
+    /// With files, the TLS listener is on too, serving their certificate.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of a TLS instance: the CA the simulator trusts, the server's
+/// certificate (for `localhost`) and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// [`TlsFiles`] in a fresh temporary directory, deleted on drop.
+pub struct TlsCert {
+    pub files: TlsFiles,
+    dir: tempfile::TempDir,
+}
+
+impl TlsCert {
+    /// A CA and a certificate for `localhost` it signed (rcgen, ECDSA
+    /// P-256), written to a fresh temporary directory.
+    pub fn generate() -> Result<Self, String> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let e = |e: rcgen::Error| format!("TLS certificate: {e}");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "mqtt-bench CA");
+        let ca_key = KeyPair::generate().map_err(e)?;
+        let ca_pem = ca.self_signed(&ca_key).map_err(e)?.pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).map_err(e)?;
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let key = KeyPair::generate().map_err(e)?;
+        let cert = leaf.signed_by(&key, &issuer).map_err(e)?;
+        let dir = tempfile::Builder::new()
+            .prefix("mqtt-bench-tls-")
+            .tempdir()
+            .map_err(|e| format!("TLS certificate directory: {e}"))?;
+        let files = TlsFiles {
+            ca: dir.path().join("ca.pem"),
+            cert: dir.path().join("server.pem"),
+            key: dir.path().join("server.key"),
+        };
+        for (path, pem) in [
+            (&files.ca, ca_pem),
+            (&files.cert, cert.pem()),
+            (&files.key, key.serialize_pem()),
+        ] {
+            std::fs::write(path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(Self { files, dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
 }
 
 /// A journal's data directory, deleted (with everything in it) on drop.
@@ -136,6 +198,7 @@ pub struct Telering {
     addr: SocketAddr,
     base: Detail,
     consumers: ConsumersConfig,
+    tls: Option<TlsFiles>,
     /// Last: deleted once the server and its consumers are gone.
     journal_dir: Option<DataDir>,
 }
@@ -154,6 +217,14 @@ impl Telering {
             let mut cfg = ServerConfig::default();
             cfg.journal.dir = journal_dir.as_ref().map(|d| d.0.clone());
             cfg.mqtt.listen = addr;
+            // The TLS listener on a port of its own choosing.
+            cfg.tls = setup.tls.as_ref().map(|t| TlsSection {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+                client_ca: None,
+                use_identity_as_username: false,
+            });
             cfg.ingest.shards = setup.shards;
             // The peers have no per-client rate limit: the simulator's
             // sensors run far past telering's default one.
@@ -192,6 +263,7 @@ impl Telering {
                 addr,
                 base: Detail::default(),
                 consumers,
+                tls: setup.tls.clone(),
                 journal_dir,
             });
         }
@@ -202,6 +274,16 @@ impl Telering {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The TLS listener's address (TLS instances).
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.server.tls_addr()
+    }
+
+    /// The CA that signed the TLS certificate (TLS instances).
+    pub fn cafile(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|t| t.ca.clone())
     }
 
     pub fn recorder(&self) -> &Recorder {

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::ValueEnum;
@@ -14,7 +14,7 @@ use crate::cpu;
 use crate::report::RunResult;
 use crate::run_mosquitto::Mosquitto;
 use crate::run_rumqttd::Rumqttd;
-use crate::run_telering::{self, Setup, Telering};
+use crate::run_telering::{self, Setup, Telering, TlsFiles};
 
 /// After the simulator is done, the consumer side must make progress at
 /// least this often, or the missing messages count as lost.
@@ -47,11 +47,14 @@ pub enum SystemId {
     /// `fetch` instead of the configuration's `[consumers] fetch_min` /
     /// `fetch_max_wait_ms` when it is set; with `journal`, its topics are
     /// journaled (`[journal] dir` in a fresh temporary directory, the
-    /// default `fsync = "interval"`).
+    /// default `fsync = "interval"`); with `tls`, it also opens the TLS
+    /// listener (a certificate for `localhost`) and the simulator connects
+    /// to that one.
     Telering {
         shards: usize,
         fetch: Option<Fetch>,
         journal: bool,
+        tls: bool,
     },
     Mosquitto,
     Rumqttd,
@@ -63,6 +66,7 @@ impl SystemId {
             shards,
             fetch: None,
             journal: false,
+            tls: false,
         }
     }
 
@@ -72,16 +76,53 @@ impl SystemId {
             shards,
             fetch: None,
             journal: true,
+            tls: false,
         }
+    }
+
+    /// [`SystemId::telering`] over TLS.
+    pub fn telering_tls(shards: usize) -> Self {
+        SystemId::Telering {
+            shards,
+            fetch: None,
+            journal: false,
+            tls: true,
+        }
+    }
+
+    /// The same system over plaintext TCP (itself if it is).
+    pub fn without_tls(self) -> Self {
+        match self {
+            SystemId::Telering {
+                shards,
+                fetch,
+                journal,
+                ..
+            } => SystemId::Telering {
+                shards,
+                fetch,
+                journal,
+                tls: false,
+            },
+            other => other,
+        }
+    }
+
+    /// Whether this is a telering instance the simulator reaches over TLS.
+    pub fn tls(self) -> bool {
+        matches!(self, SystemId::Telering { tls: true, .. })
     }
 
     /// The same system with the journal off (itself if it has none).
     pub fn without_journal(self) -> Self {
         match self {
-            SystemId::Telering { shards, fetch, .. } => SystemId::Telering {
+            SystemId::Telering {
+                shards, fetch, tls, ..
+            } => SystemId::Telering {
                 shards,
                 fetch,
                 journal: false,
+                tls,
             },
             other => other,
         }
@@ -103,22 +144,24 @@ impl SystemId {
     /// The name in the JSON: `telering-1shard`, `telering-2shards`,
     /// `telering-2shards-fetch1` (fetch_min 1, fetch_max_wait_ms 0),
     /// `telering-2shards-fetch16-1ms`, `telering-2shards-journal`,
-    /// `mosquitto`, `rumqttd`.
+    /// `telering-2shards-tls`, `mosquitto`, `rumqttd`.
     pub fn key(self) -> String {
         match self {
             SystemId::Telering {
                 shards,
                 fetch,
                 journal,
+                tls,
             } => format!(
-                "telering-{shards}shard{}{}{}",
+                "telering-{shards}shard{}{}{}{}",
                 if shards == 1 { "" } else { "s" },
                 match fetch {
                     None => String::new(),
                     Some((min, 0)) => format!("-fetch{min}"),
                     Some((min, wait)) => format!("-fetch{min}-{wait}ms"),
                 },
-                if journal { "-journal" } else { "" }
+                if journal { "-journal" } else { "" },
+                if tls { "-tls" } else { "" }
             ),
             SystemId::Mosquitto => "mosquitto".to_owned(),
             SystemId::Rumqttd => "rumqttd".to_owned(),
@@ -141,7 +184,7 @@ impl SystemId {
             // Fetch variants run on instances of their own: their prefix
             // need not differ. Journaled instances use the same client ids
             // as the instance without the journal, so their devices land in
-            // the same partitions and shards.
+            // the same partitions and shards; so do TLS instances.
             SystemId::Telering { shards, fetch, .. } => {
                 format!("t{shards}{}", if fetch.is_some() { "f" } else { "" })
             }
@@ -202,21 +245,28 @@ impl Sut {
     /// Starts `id`. mosquitto's subscriber subscribes at QoS 1, so it gets
     /// each message at the QoS it was published with (QoS 0 stays 0). A
     /// journaled telering gets a fresh directory in `journal_parent`,
-    /// deleted when it stops.
+    /// deleted when it stops; a TLS one serves the certificate of `tls`.
     pub fn start(
         id: SystemId,
         mosquitto: Option<&Path>,
         journal_parent: &Path,
+        tls: Option<&TlsFiles>,
     ) -> Result<Self, String> {
         Ok(match id {
             SystemId::Telering {
                 shards,
                 fetch,
                 journal,
+                tls: over_tls,
             } => Sut::Telering(Box::new(Telering::start(Setup {
                 shards,
                 fetch,
                 journal_parent: journal.then(|| journal_parent.to_path_buf()),
+                tls: if over_tls {
+                    Some(tls.ok_or("no TLS certificate was made")?.clone())
+                } else {
+                    None
+                },
             })?)),
             SystemId::Mosquitto => {
                 let bin = mosquitto.ok_or("mosquitto is not installed")?;
@@ -231,6 +281,26 @@ impl Sut {
             Sut::Telering(s) => s.addr(),
             Sut::Mosquitto(s) => s.addr(),
             Sut::Rumqttd(s) => s.addr(),
+        }
+    }
+
+    /// Where the simulator connects: `localhost:<TLS port>` for a TLS
+    /// instance (the certificate's name), else the plaintext address.
+    pub fn broker(&self) -> String {
+        match self {
+            Sut::Telering(s) => match s.tls_addr() {
+                Some(a) => format!("localhost:{}", a.port()),
+                None => s.addr().to_string(),
+            },
+            other => other.addr().to_string(),
+        }
+    }
+
+    /// The CA file the simulator verifies the broker with (TLS instances).
+    fn cafile(&self) -> Option<PathBuf> {
+        match self {
+            Sut::Telering(s) => s.cafile(),
+            _ => None,
         }
     }
 
@@ -285,9 +355,10 @@ impl Started {
         id: SystemId,
         mosquitto: Option<&Path>,
         journal_parent: &Path,
+        tls: Option<&TlsFiles>,
     ) -> Result<Self, String> {
         let before = cpu::thread_ids();
-        let sut = Sut::start(id, mosquitto, journal_parent)?;
+        let sut = Sut::start(id, mosquitto, journal_parent, tls)?;
         let threads = cpu::thread_ids().difference(&before).copied().collect();
         Ok(Self { id, sut, threads })
     }
@@ -299,7 +370,8 @@ pub fn run_once(started: &mut Started, plan: &Plan, tag: &str) -> Result<RunResu
     let sut = &mut started.sut;
     sut.begin();
     let cfg = SimConfig {
-        broker: sut.addr().to_string(),
+        broker: sut.broker(),
+        cafile: sut.cafile(),
         sensors: plan.sensors,
         rate: plan.rate,
         duration: plan.duration,
@@ -462,12 +534,14 @@ mod tests {
             shards: 2,
             fetch: Some((1, 0)),
             journal: false,
+            tls: false,
         };
         assert_eq!(i.key(), "telering-2shards-fetch1");
         let w = SystemId::Telering {
             shards: 1,
             fetch: Some((16, 1)),
             journal: false,
+            tls: false,
         };
         assert_eq!(w.key(), "telering-1shard-fetch16-1ms");
         assert_eq!(SystemId::Rumqttd.label(), "rumqttd (bare)");
@@ -476,6 +550,7 @@ mod tests {
             shards: 256,
             fetch: Some((1, 0)),
             journal: true,
+            tls: true,
         };
         let id = format!("{}q1r19-{}", big.prefix(), 99_999);
         assert!(id.len() <= sim::MAX_DEVICE_ID_LEN, "{id}");
@@ -485,6 +560,13 @@ mod tests {
         assert_eq!(j.prefix(), SystemId::telering(2).prefix());
         assert_eq!(j.without_journal(), SystemId::telering(2));
         assert!(j.journaled() && !SystemId::telering(2).journaled());
+        // The TLS instance: likewise.
+        let t = SystemId::telering_tls(2);
+        assert_eq!(t.key(), "telering-2shards-tls");
+        assert_eq!(t.prefix(), SystemId::telering(2).prefix());
+        assert_eq!(t.without_tls(), SystemId::telering(2));
+        assert!(t.tls() && !t.journaled() && !SystemId::telering(2).tls());
+        assert_eq!(j.without_tls(), j);
         // Tables list telering first, by shards, then the peers.
         let mut v = vec![
             SystemId::Rumqttd,
