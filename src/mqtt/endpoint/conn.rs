@@ -583,11 +583,14 @@ impl Conn<'_> {
                     }
                 }
             }
-            while closing.is_none()
-                && self.stalled.is_none()
-                && !self.window_full()
-                && self.may_read(shared)
-            {
+            // Whether the rate limit, not the buffer running out, stopped
+            // the decoding below (then the socket is not read either).
+            let mut limited = false;
+            while closing.is_none() && self.stalled.is_none() && !self.window_full() {
+                if !self.may_read(shared) {
+                    limited = true;
+                    break;
+                }
                 match codec::decode(self.version, inbuf, self.max_packet) {
                     Ok(Some(p)) => {
                         if let Some(e) = self.handle(p, out) {
@@ -644,17 +647,15 @@ impl Conn<'_> {
                     return end;
                 }
             }
-            // With these three, the decode loop above ran until the buffer
+            // With these four, the decode loop above ran until the buffer
             // held no whole frame: reading is what comes next.
-            let can_read = closing.is_none()
-                && self.stalled.is_none()
-                && !self.window_full()
-                && self.may_read(shared);
+            // (Not `may_read` again: a token back by now would let the
+            // socket be read while whole frames still wait in the buffer.)
+            let can_read =
+                closing.is_none() && self.stalled.is_none() && !self.window_full() && !limited;
             // Held back only by the rate limit: wake when a token is back.
             let rate_wait = match &self.bucket {
-                Some(b) if self.throttled && closing.is_none() && self.stalled.is_none() => {
-                    Some(b.wait())
-                }
+                Some(b) if limited => Some(b.wait()),
                 _ => None,
             };
             inbuf.reserve(4096);
