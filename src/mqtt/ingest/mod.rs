@@ -512,22 +512,34 @@ impl Shard {
         self.stats().duplicate();
     }
 
-    /// Counts and dead-letters a message refused before validation (the
-    /// ACL): `reason` says why.
-    pub(crate) fn refuse(&self, topic: &[u8], payload: &[u8], will: bool, reason: Reason) {
+    /// Counts a message read on this shard (and whether it is a will).
+    fn count_received(&self, will: bool) {
         let st = self.stats();
         st.received();
         if will {
             st.will();
         }
-        st.dead_lettered(reason);
+    }
+
+    /// Counts and dead-letters a refused message.
+    fn dead_letter(&self, topic: &[u8], payload: &[u8], reason: Reason) {
+        self.stats().dead_lettered(reason);
         tracing::debug!(reason = reason.code(), topic = %String::from_utf8_lossy(topic), "dead letter");
+        // `dead_letter` is an Overwrite topic: this never waits. A closed
+        // engine only loses the copy, the count is kept.
         let _ = self.core.borrow_mut().dead.try_publish(DeadLetter::new(
             reason,
             topic,
             payload,
             now_us(),
         ));
+    }
+
+    /// Counts and dead-letters a message refused before validation (the
+    /// ACL): `reason` says why.
+    pub(crate) fn refuse(&self, topic: &[u8], payload: &[u8], will: bool, reason: Reason) {
+        self.count_received(will);
+        self.dead_letter(topic, payload, reason);
     }
 
     /// Validates a message read on this shard. Counts it; a refusal is
@@ -538,14 +550,10 @@ impl Shard {
         payload: &[u8],
         will: bool,
     ) -> Result<Routed, Reason> {
-        let st = self.stats();
-        st.received();
-        if will {
-            st.will();
-        }
+        self.count_received(will);
         match validate_with(topic, payload, &self.limits, now_us) {
             Ok(a) => {
-                st.accepted();
+                self.stats().accepted();
                 let partition = partition_for(a.reading.device.as_bytes(), self.partitions);
                 let t = |topic| Some(Target { topic, partition });
                 let targets = match a.metric {
@@ -563,16 +571,7 @@ impl Shard {
                 })
             }
             Err(reason) => {
-                st.dead_lettered(reason);
-                tracing::debug!(reason = reason.code(), topic = %String::from_utf8_lossy(topic), "dead letter");
-                // `dead_letter` is an Overwrite topic: this never waits. A
-                // closed engine only loses the copy, the count is kept.
-                let _ = self.core.borrow_mut().dead.try_publish(DeadLetter::new(
-                    reason,
-                    topic,
-                    payload,
-                    now_us(),
-                ));
+                self.dead_letter(topic, payload, reason);
                 Err(reason)
             }
         }
