@@ -267,6 +267,28 @@ fn dead_letter_topic_keeps_reason_and_raw_payload() {
     server.shutdown();
 }
 
+/// A consumer that joins the engine of a prepared server before it listens
+/// sees the very first acknowledged reading, even starting at the latest
+/// offset (what `serve` does with the broadcast group `stats`).
+#[test]
+fn consumers_joined_before_listen_see_the_first_reading() {
+    let prepared = Server::prepare(test_config()).unwrap();
+    let mut c = prepared
+        .engine()
+        .consumer(ConsumerConfig::broadcast("late").offset_reset(telering::OffsetReset::Latest))
+        .unwrap();
+    c.subscribe(&[HUMIDITY]).unwrap();
+    let server = prepared.listen().unwrap();
+    let msgs = vec![("sensors/first/humidity".to_owned(), b"41".to_vec())];
+    publish_all(server.local_addr(), "first", &msgs, QoS::AtLeastOnce);
+    let b = c.poll(16, Duration::from_secs(5)).unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b.iter().next().unwrap().value.humidity, 41.0);
+    drop(b);
+    c.close();
+    server.shutdown();
+}
+
 #[test]
 fn a_taken_port_is_a_clear_error() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();

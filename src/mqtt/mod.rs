@@ -26,4 +26,4 @@ pub mod validate;
 pub use config::{ServerConfig, TlsSection, DEFAULT_CONFIG};
 pub use dead_letter::DeadLetter;
 pub use ingest::{IngestSnapshot, IngestStats};
-pub use server::{Server, ServerError, DEAD_LETTER, HUMIDITY, TEMPERATURE};
+pub use server::{Prepared, Server, ServerError, DEAD_LETTER, HUMIDITY, TEMPERATURE};

@@ -58,10 +58,95 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// A server whose engine topics exist but which does not listen yet
+/// ([`Server::prepare`]). Consumers that join its engine now see every
+/// record the endpoint will accept, as a Kafka consumer started before its
+/// producers does, even with [`crate::OffsetReset::Latest`].
+pub struct Prepared {
+    engine: Engine<Reading>,
+    dead_letters: Engine<DeadLetter>,
+    plan: Shards,
+    config: ServerConfig,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("listen", &self.config.mqtt.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// The engine with `temperature` and `humidity`.
+    pub fn engine(&self) -> &Engine<Reading> {
+        &self.engine
+    }
+
+    /// The engine with `dead_letter`.
+    pub fn dead_letters(&self) -> &Engine<DeadLetter> {
+        &self.dead_letters
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Starts the endpoint; returns once it listens.
+    pub fn listen(self) -> Result<Server, ServerError> {
+        let Self {
+            engine,
+            dead_letters,
+            plan,
+            config,
+        } = self;
+        let shards = config.shards();
+        let stats = plan.stats.clone();
+        let addr = config.mqtt.listen;
+        let guard = config.auth.guard(&addr)?;
+        let tls = match &config.tls {
+            Some(t) => Some(super::endpoint::TlsAcceptors::new(t.tls_config())?),
+            None => None,
+        };
+        let endpoint = Endpoint::start(config.endpoint(), guard, tls, plan)
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        tracing::info!(
+            "MQTT 3.1, 3.1.1 and 5 on {} ({shards} ingest shards)",
+            endpoint.local_addr()
+        );
+        if let Some(t) = endpoint.tls_addr() {
+            tracing::info!("MQTT over TLS on {t}");
+        }
+        if let (Some(dir), Some(j)) = (engine.data_dir(), engine.journal_stats()) {
+            tracing::info!(
+                "journal in {}: {} records recovered, {} truncated from a torn tail",
+                dir.display(),
+                j.recovered,
+                j.truncated
+            );
+        }
+        Ok(Server {
+            engine,
+            dead_letters,
+            stats,
+            endpoint,
+            config,
+        })
+    }
+}
+
 impl Server {
     /// Creates the engine topics and starts the endpoint; returns once it
-    /// listens.
+    /// listens. To attach consumers before the first device can publish,
+    /// use [`Server::prepare`] and [`Prepared::listen`].
     pub fn start(config: ServerConfig) -> Result<Self, ServerError> {
+        Self::prepare(config)?.listen()
+    }
+
+    /// Checks the configuration, opens the journal and creates the engine
+    /// topics, without listening yet.
+    pub fn prepare(config: ServerConfig) -> Result<Prepared, ServerError> {
         config.check()?;
         let i = &config.ingest;
         let shards = config.shards();
@@ -100,7 +185,6 @@ impl Server {
             },
             logs,
         );
-        let stats = plan.stats.clone();
         // The journal wakes every shard's forwarder after each pass, so
         // acknowledgements waiting for it go out.
         let wake = plan.wake.clone();
@@ -109,34 +193,10 @@ impl Server {
                 w.notify_one();
             }
         }));
-        let addr = config.mqtt.listen;
-        let guard = config.auth.guard(&addr)?;
-        let tls = match &config.tls {
-            Some(t) => Some(super::endpoint::TlsAcceptors::new(t.tls_config())?),
-            None => None,
-        };
-        let endpoint = Endpoint::start(config.endpoint(), guard, tls, plan)
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        tracing::info!(
-            "MQTT 3.1, 3.1.1 and 5 on {} ({shards} ingest shards)",
-            endpoint.local_addr()
-        );
-        if let Some(t) = endpoint.tls_addr() {
-            tracing::info!("MQTT over TLS on {t}");
-        }
-        if let (Some(dir), Some(j)) = (engine.data_dir(), engine.journal_stats()) {
-            tracing::info!(
-                "journal in {}: {} records recovered, {} truncated from a torn tail",
-                dir.display(),
-                j.recovered,
-                j.truncated
-            );
-        }
-        Ok(Self {
+        Ok(Prepared {
             engine,
             dead_letters,
-            stats,
-            endpoint,
+            plan,
             config,
         })
     }

@@ -82,9 +82,13 @@ pub struct Session {
 impl Session {
     pub fn start(cfg: ServerConfig) -> Result<Self, Box<dyn std::error::Error>> {
         let consumers_cfg = cfg.consumers.clone();
-        let server = Server::start(cfg)?;
+        // The consumers join before the endpoint listens, so the broadcast
+        // group `stats` (which starts at the latest offset) sees every
+        // reading a device is acknowledged for.
+        let prepared = Server::prepare(cfg)?;
         let shared = Shared::new();
-        let runtime = consumers::start(server.engine(), &consumers_cfg, &shared, None)?;
+        let runtime = consumers::start(prepared.engine(), &consumers_cfg, &shared, None)?;
+        let server = prepared.listen()?;
         tracing::info!("{}", runtime.pinning().describe());
         let now = Instant::now();
         Ok(Self {

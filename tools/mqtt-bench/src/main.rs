@@ -13,7 +13,7 @@
 //! send time `ts`) publishes the same load into these systems, in one
 //! process and one run:
 //!
-//! 1. **telering**, in-process as `telering serve` runs it: `Server::start`
+//! 1. **telering**, in-process as `telering serve` runs it: `Server::prepare`
 //!    (telering's own MQTT endpoint on its ingest shards, validation, the
 //!    engine; default configuration) with the built-in consumer groups
 //!    (cluster `alerts`, broadcast `stats`; `stats` is the consumer side),

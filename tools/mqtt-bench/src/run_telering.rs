@@ -1,5 +1,5 @@
-//! telering in-process, as `telering serve` runs it: `Server::start` with
-//! the default configuration on a free port (telering's own MQTT endpoint
+//! telering in-process, as `telering serve` runs it (`Server::prepare`, the
+//! consumers, then `listen`), with the default configuration on a free port (telering's own MQTT endpoint
 //! on `ingest.shards` shard threads `telering-shard-N`, validation, the
 //! engine topics) and the built-in consumer groups of
 //! `telering::app::handlers` (a cluster group `alerts` and a broadcast group
@@ -234,15 +234,7 @@ impl Telering {
                 cfg.consumers.fetch_max_wait_ms = wait_ms;
             }
             let consumers = cfg.consumers.clone();
-            let server = match Server::start(cfg) {
-                Ok(s) => s,
-                // Another process took the port between the probe and the bind.
-                Err(e @ ServerError::Bind { .. }) => {
-                    last = e.to_string();
-                    continue;
-                }
-                Err(e) => return Err(format!("telering server: {e}")),
-            };
+            let prepared = Server::prepare(cfg).map_err(|e| format!("telering server: {e}"))?;
             let recorder = Arc::new(Recorder::default());
             let shared = Shared::new();
             let alerts = shared.alerts.clone();
@@ -252,9 +244,20 @@ impl Telering {
                     recorder.record(now_us(), Some(r.value.ts_us))
                 })
             };
-            // The consumer groups exactly as `telering serve` runs them.
-            let runtime = consumers::start(server.engine(), &consumers, &shared, Some(tap))
+            // The consumer groups exactly as `telering serve` runs them,
+            // joined before the endpoint listens.
+            let runtime = consumers::start(prepared.engine(), &consumers, &shared, Some(tap))
                 .map_err(|e| format!("telering consumers: {e}"))?;
+            let server = match prepared.listen() {
+                Ok(s) => s,
+                // Another process took the port between the probe and the bind.
+                Err(e @ ServerError::Bind { .. }) => {
+                    last = e.to_string();
+                    runtime.shutdown(telering::runtime::Shutdown::Stop);
+                    continue;
+                }
+                Err(e) => return Err(format!("telering server: {e}")),
+            };
             return Ok(Self {
                 server,
                 runtime,
