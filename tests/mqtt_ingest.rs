@@ -284,7 +284,6 @@ fn consumers_joined_before_listen_see_the_first_reading() {
     let b = c.poll(16, Duration::from_secs(5)).unwrap();
     assert_eq!(b.len(), 1);
     assert_eq!(b.iter().next().unwrap().value.humidity, 41.0);
-    drop(b);
     c.close();
     server.shutdown();
 }
