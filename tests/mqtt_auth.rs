@@ -408,3 +408,73 @@ fn rumqttc_devices_log_in_as_themselves() {
     let stats = s.shutdown();
     assert_eq!((stats.received, stats.accepted), (sent, sent));
 }
+
+/// A SUBSCRIBE (v5: no properties) asking QoS 0 for each filter.
+fn subscribe(v5: bool, pkid: u16, filters: &[&str]) -> Vec<u8> {
+    let mut b = pkid.to_be_bytes().to_vec();
+    if v5 {
+        b.push(0);
+    }
+    for f in filters {
+        mqtt_str(f.as_bytes(), &mut b);
+        b.push(0);
+    }
+    packet(0x82, &b)
+}
+
+/// The reason codes of the SUBACK answering `pkid`.
+fn suback_codes(c: &mut TcpStream, v5: bool, pkid: u16) -> Vec<u8> {
+    let (t, body) = read_packet(c).expect("a SUBACK");
+    assert_eq!(t, 0x90, "SUBACK");
+    assert_eq!(u16::from_be_bytes([body[0], body[1]]), pkid);
+    let skip = if v5 { 3 + usize::from(body[2]) } else { 2 };
+    body[skip..].to_vec()
+}
+
+/// Each filter of a SUBSCRIBE is refused for its own reason: past
+/// `max_subscriptions` (0x97), without read access in the ACL (0x87),
+/// malformed (0x8F), or, allowed, as not served (0x83); MQTT 3.1.1 says
+/// 0x80 to all. The ACL and limit refusals are counted exactly, and the
+/// client goes on publishing.
+#[test]
+fn subscriptions_are_refused_by_the_acl_and_the_limit_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(
+        &acl,
+        "user dev-1\ntopic readwrite sensors/dev-1/#\ntopic read public/#\n",
+    )
+    .unwrap();
+    let s = server(dir.path(), |c| {
+        c.auth.acl_file = Some(acl);
+        c.mqtt.max_subscriptions = 3;
+    });
+    for v5 in [true, false] {
+        let (code, mut c) = login(s.local_addr(), v5, "dev-1", Some(("dev-1", "secret-1")));
+        assert_eq!(code, 0);
+        let filters = [
+            "sensors/dev-1/#",
+            "sensors/#",
+            "sensors/+x/temperature",
+            "public/news",
+            "sensors/dev-1/humidity",
+        ];
+        c.write_all(&subscribe(v5, 7, &filters)).unwrap();
+        let want: &[u8] = if v5 {
+            &[0x83, 0x87, 0x8F, 0x97, 0x97]
+        } else {
+            &[0x80; 5]
+        };
+        assert_eq!(suback_codes(&mut c, v5, 7), want, "v5 {v5}");
+        c.write_all(&publish_qos1(v5, "sensors/dev-1/temperature", 8, b"20.5"))
+            .unwrap();
+        let (t, body) = read_packet(&mut c).expect("PUBACK");
+        assert_eq!((t, u16::from_be_bytes([body[0], body[1]])), (0x40, 8));
+    }
+    let g = s.guard_stats();
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(g.subscribe_not_authorized.load(Relaxed), 2);
+    assert_eq!(g.subscription_limit.load(Relaxed), 4);
+    let stats = s.shutdown();
+    assert_eq!(stats.accepted, 2);
+}

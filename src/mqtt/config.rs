@@ -57,6 +57,15 @@ pub struct MqttConfig {
     /// Depth of that bucket (0: one second's worth).
     #[serde(default)]
     pub publish_burst: u32,
+    /// Subscriptions one client may hold. No subscription is granted yet
+    /// (the endpoint does not deliver to subscribers), so today this bounds
+    /// the filters of one SUBSCRIBE: those past it get "quota exceeded".
+    #[serde(default = "max_subscriptions")]
+    pub max_subscriptions: usize,
+}
+
+fn max_subscriptions() -> usize {
+    100
 }
 
 fn publish_rate() -> u32 {
@@ -129,10 +138,15 @@ pub struct TlsSection {
     /// (mutual TLS).
     #[serde(default)]
     pub client_ca: Option<std::path::PathBuf>,
-    /// With `client_ca`: the certificate's subject CN is the client's user
+    /// With `client_ca`: a name of the client's certificate is its user
     /// name (for the ACL), and no password is asked for.
     #[serde(default)]
     pub use_identity_as_username: bool,
+    /// That name: `"cn"`, the subject's common name (the default), or
+    /// `"san"`, the first subject alternative name (DNS, else URI, else
+    /// e-mail).
+    #[serde(default)]
+    pub identity: crate::mqtt::endpoint::CertIdentity,
 }
 
 impl TlsSection {
@@ -144,6 +158,7 @@ impl TlsSection {
             key: self.key.clone(),
             client_ca: self.client_ca.clone(),
             use_identity_as_username: self.use_identity_as_username,
+            identity: self.identity,
         }
     }
 }
@@ -553,6 +568,7 @@ impl ServerConfig {
             } else {
                 m.publish_burst
             },
+            max_subscriptions: m.max_subscriptions,
         }
     }
 }

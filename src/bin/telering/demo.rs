@@ -231,6 +231,7 @@ impl Secured {
             key: dir.join("server.key"),
             client_ca: None,
             use_identity_as_username: false,
+            identity: Default::default(),
         });
         Ok(Self { dir, ca, password })
     }

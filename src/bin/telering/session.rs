@@ -57,6 +57,10 @@ pub struct Summary {
     pub not_authorized: u64,
     /// Times a connection's publish rate limit held its reading back.
     pub rate_limited: u64,
+    /// Subscription filters refused by the ACL, and past
+    /// `max_subscriptions` (every subscription is refused: none is served).
+    pub subscribe_not_authorized: u64,
+    pub subscription_limit: u64,
     /// Records handled per consumer group.
     pub delivered: BTreeMap<String, u64>,
     /// Records reported missed per consumer group.
@@ -210,6 +214,8 @@ impl Session {
             throttled: guard.throttled.load(Ordering::Relaxed),
             not_authorized: guard.not_authorized.load(Ordering::Relaxed),
             rate_limited: guard.rate_limited.load(Ordering::Relaxed),
+            subscribe_not_authorized: guard.subscribe_not_authorized.load(Ordering::Relaxed),
+            subscription_limit: guard.subscription_limit.load(Ordering::Relaxed),
             delivered: report.handled(),
             missed: report.missed(),
             handler_panics: report.panics(),
@@ -237,7 +243,13 @@ impl Summary {
         row("rejected (full Reject topic)", self.rejected.to_string());
         row("abandoned at shutdown", self.abandoned.to_string());
         row("  of received: wills", self.wills.to_string());
-        if self.bad_credentials + self.anonymous_refused + self.address_limit + self.not_authorized
+        if self.bad_credentials
+            + self.anonymous_refused
+            + self.address_limit
+            + self.not_authorized
+            + self.rate_limited
+            + self.subscribe_not_authorized
+            + self.subscription_limit
             > 0
         {
             row("refused: bad credentials", self.bad_credentials.to_string());
@@ -249,6 +261,14 @@ impl Summary {
                 self.not_authorized.to_string(),
             );
             row("  rate limit reached", self.rate_limited.to_string());
+            row(
+                "  subscriptions not authorized",
+                self.subscribe_not_authorized.to_string(),
+            );
+            row(
+                "  subscriptions over the limit",
+                self.subscription_limit.to_string(),
+            );
         }
         if self.recovered + self.journaled > 0 {
             row("journal: recovered at start", self.recovered.to_string());

@@ -321,6 +321,12 @@ fn split_word(s: &str) -> (&str, &str) {
     }
 }
 
+/// Whether `filter` is a valid MQTT topic filter (wildcards whole levels,
+/// `#` last, not empty).
+pub fn valid_filter(filter: &str) -> bool {
+    check_filter(filter).is_ok()
+}
+
 /// Why `filter` is not a valid MQTT topic filter, if it is not.
 fn check_filter(filter: &str) -> Result<(), &'static str> {
     if filter.is_empty() {

@@ -89,12 +89,12 @@ pub enum Packet {
     },
     /// PUBREL of a QoS 2 publish.
     PubRel(u16),
-    /// SUBSCRIBE with this many filters.
+    /// SUBSCRIBE.
     Subscribe {
         /// Packet id.
         pkid: u16,
-        /// Filters.
-        filters: usize,
+        /// Topic filters, in order.
+        filters: Vec<String>,
     },
     /// UNSUBSCRIBE with this many filters.
     Unsubscribe {
@@ -343,7 +343,7 @@ pub fn decode(
             v5::Packet::PubRel(r) => Packet::PubRel(r.pkid),
             v5::Packet::Subscribe(s) => Packet::Subscribe {
                 pkid: s.pkid,
-                filters: s.filters.len(),
+                filters: s.filters.into_iter().map(|f| f.path).collect(),
             },
             v5::Packet::Unsubscribe(u) => Packet::Unsubscribe {
                 pkid: u.pkid,
@@ -382,7 +382,7 @@ pub fn decode(
         v4::Packet::PubRel(r) => Packet::PubRel(r.pkid),
         v4::Packet::Subscribe(s) => Packet::Subscribe {
             pkid: s.pkid,
-            filters: s.filters.len(),
+            filters: s.filters.into_iter().map(|f| f.path).collect(),
         },
         v4::Packet::Unsubscribe(u) => Packet::Unsubscribe {
             pkid: u.pkid,
@@ -575,18 +575,42 @@ pub fn pubcomp(version: Version, out: &mut BytesMut, pkid: u16) {
     }
 }
 
-/// Appends a SUBACK refusing all `n` filters: subscriptions are not served
-/// (yet; they will be consumer-group members).
-pub fn suback_refused(version: Version, out: &mut BytesMut, pkid: u16, n: usize) {
+/// Why a subscription was refused. MQTT 3.1.1 has one code for them all
+/// (0x80); MQTT 5 tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubRefusal {
+    /// The filter is malformed (0x8F).
+    InvalidFilter,
+    /// Over the client's subscription limit (0x97, quota exceeded).
+    Limit,
+    /// The ACL grants no read access to it (0x87).
+    NotAuthorized,
+    /// Allowed, but the endpoint does not deliver to subscribers (0x83,
+    /// implementation specific).
+    NotServed,
+}
+
+/// Appends a SUBACK with one refusal per filter, in order.
+pub fn suback_refused(version: Version, out: &mut BytesMut, pkid: u16, codes: &[SubRefusal]) {
     if version.is_v5() {
+        let return_codes = codes
+            .iter()
+            .map(|c| match c {
+                SubRefusal::InvalidFilter => v5::SubscribeReasonCode::TopicFilterInvalid,
+                SubRefusal::Limit => v5::SubscribeReasonCode::QuotaExceeded,
+                SubRefusal::NotAuthorized => v5::SubscribeReasonCode::NotAuthorized,
+                SubRefusal::NotServed => v5::SubscribeReasonCode::ImplementationSpecific,
+            })
+            .collect();
         let _ = v5::SubAck {
             pkid,
-            return_codes: vec![v5::SubscribeReasonCode::ImplementationSpecific; n],
+            return_codes,
             properties: None,
         }
         .write(out);
     } else {
-        let _ = v4::SubAck::new(pkid, vec![v4::SubscribeReasonCode::Failure; n]).write(out);
+        let _ =
+            v4::SubAck::new(pkid, vec![v4::SubscribeReasonCode::Failure; codes.len()]).write(out);
     }
 }
 

@@ -133,7 +133,7 @@ fn peer_ip(stream: &TcpStream) -> std::net::IpAddr {
 pub(crate) async fn serve_tls(
     stream: TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
-    use_identity: bool,
+    use_identity: Option<super::transport::CertIdentity>,
     shard: Rc<Shard>,
     shared: Arc<Shared>,
 ) {
@@ -156,13 +156,13 @@ pub(crate) async fn serve_tls(
             return;
         }
     };
-    // The certificate's CN as the user name, when so configured (mutual
-    // TLS has verified it during the handshake).
-    let cert_user = if use_identity {
-        match super::transport::peer_common_name(&stream) {
-            Some(cn) => Some(cn),
+    // A name of the certificate as the user name, when so configured
+    // (mutual TLS has verified it during the handshake).
+    let cert_user = if let Some(which) = use_identity {
+        match super::transport::peer_identity(&stream, which) {
+            Some(name) => Some(name),
             None => {
-                tracing::debug!(%ip, "TLS client without a certificate CN: refused");
+                tracing::debug!(%ip, ?which, "TLS client certificate without that name: refused");
                 let mut inbuf = BytesMut::with_capacity(1024);
                 if let Ok(Ok(c)) = tokio::time::timeout(
                     shared.config.connect_timeout,
@@ -364,6 +364,7 @@ async fn serve_connected<S: Transport>(
         id,
         max_packet: cfg.max_packet_size,
         receive_maximum: cfg.receive_maximum,
+        max_subscriptions: cfg.max_subscriptions,
         aliases: vec![None; usize::from(cfg.topic_alias_maximum) + 1],
         pending: VecDeque::new(),
         inflight: 0,
@@ -509,6 +510,7 @@ struct Conn<'a> {
     id: u64,
     max_packet: usize,
     receive_maximum: u16,
+    max_subscriptions: usize,
     aliases: Vec<Option<Bytes>>,
     pending: VecDeque<Pending>,
     /// QoS > 0 publishes not acknowledged yet (pending plus stalled).
@@ -887,7 +889,15 @@ impl Conn<'_> {
                 None
             }
             Packet::Subscribe { pkid, filters } => {
-                codec::suback_refused(self.version, out, pkid, filters);
+                // None is granted, so none is held: the index is the
+                // filter's place in this SUBSCRIBE.
+                let max = self.max_subscriptions;
+                let codes: Vec<_> = filters
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| self.guard.subscription(&self.who, f, i, max))
+                    .collect();
+                codec::suback_refused(self.version, out, pkid, &codes);
                 None
             }
             Packet::Unsubscribe { pkid, filters } => {
@@ -1123,6 +1133,7 @@ mod tests {
             id: 1,
             max_packet: 1024,
             receive_maximum: 8,
+            max_subscriptions: 4,
             aliases: vec![None; 4],
             pending: VecDeque::new(),
             inflight: 0,

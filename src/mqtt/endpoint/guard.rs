@@ -15,6 +15,10 @@
 //! - **Authorization.** The ACL decides per topic; a connection caches its
 //!   last few decisions so a device publishing to the same topics costs no
 //!   lookup (and no allocation) per message.
+//! - **Subscriptions.** Each filter of a SUBSCRIBE is checked in turn:
+//!   malformed, past `max_subscriptions`, or without read access in the ACL,
+//!   it is refused for that reason; otherwise it is refused as not served
+//!   (the endpoint does not deliver to subscribers yet).
 //! - **Limits.** Connections per source address (`max_connections_per_address`);
 //!   more get CONNACK "server unavailable".
 //!
@@ -26,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::codec::ConnAckCode;
+use super::codec::{ConnAckCode, SubRefusal};
 use crate::mqtt::auth::acl::Acl;
 use crate::mqtt::auth::password::PasswordFile;
 
@@ -65,6 +69,10 @@ pub struct GuardStats {
     pub not_authorized: AtomicU64,
     /// Times a connection's publish rate limit stopped its reading.
     pub rate_limited: AtomicU64,
+    /// Subscription filters the ACL refused (no read access).
+    pub subscribe_not_authorized: AtomicU64,
+    /// Subscription filters past the client's `max_subscriptions`.
+    pub subscription_limit: AtomicU64,
 }
 
 /// One connection's publish token bucket: `rate` tokens a second, at most
@@ -243,6 +251,39 @@ impl Guard {
             return false;
         };
         acl.can_publish(&who.client_id, who.username.as_deref(), topic)
+    }
+
+    /// Decides one filter of a SUBSCRIBE that is the `index`-th filter
+    /// the client asks for (counting those it holds), and counts a
+    /// refusal by the limit or the ACL. None is served yet, so the best
+    /// answer is [`SubRefusal::NotServed`].
+    pub(crate) fn subscription(
+        &self,
+        who: &Identity,
+        filter: &str,
+        index: usize,
+        max: usize,
+    ) -> SubRefusal {
+        if !crate::mqtt::auth::acl::valid_filter(filter) {
+            return SubRefusal::InvalidFilter;
+        }
+        if index >= max {
+            self.stats
+                .subscription_limit
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(client = %who.client_id, filter, "subscription refused: limit");
+            return SubRefusal::Limit;
+        }
+        if let Some(acl) = &self.config.acl {
+            if !acl.can_subscribe(&who.client_id, who.username.as_deref(), filter) {
+                self.stats
+                    .subscribe_not_authorized
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(client = %who.client_id, filter, "subscription refused: ACL");
+                return SubRefusal::NotAuthorized;
+            }
+        }
+        SubRefusal::NotServed
     }
 
     /// Whether an ACL is in force.

@@ -52,7 +52,7 @@ pub(crate) use guard::Guard;
 pub use guard::{GuardConfig, GuardStats, MAX_LOGIN_DELAY};
 use sessions::Sessions;
 pub(crate) use transport::TlsAcceptors;
-pub use transport::{TlsConfig, TlsError};
+pub use transport::{CertIdentity, TlsConfig, TlsError};
 
 /// How the endpoint serves connections.
 #[derive(Debug, Clone)]
@@ -77,6 +77,9 @@ pub struct EndpointConfig {
     pub max_publish_rate: u32,
     /// Depth of each connection's token bucket.
     pub publish_burst: u32,
+    /// Subscriptions one client may hold; filters of a SUBSCRIBE past it
+    /// are refused (MQTT 5: quota exceeded).
+    pub max_subscriptions: usize,
 }
 
 /// What every shard shares.
@@ -306,7 +309,8 @@ async fn accept(
                     // The certificate in use now (a reload changes it for
                     // the connections that come after).
                     let a = acceptors.get();
-                    let id = acceptors.config.use_identity_as_username;
+                    let c = &acceptors.config;
+                    let id = c.use_identity_as_username.then_some(c.identity);
                     tokio::task::spawn_local(conn::serve_tls(stream, a, id, shard.clone(), shared.clone()));
                 }
                 (Err(e), _) => {

@@ -76,20 +76,56 @@ pub struct TlsConfig {
     pub key: std::path::PathBuf,
     /// PEM CA whose certificates clients must present (mutual TLS).
     pub client_ca: Option<std::path::PathBuf>,
-    /// With mutual TLS: the client certificate's subject CN is the user
-    /// name, and no password is asked for (mosquitto's
-    /// `use_identity_as_username`).
+    /// With mutual TLS: the client certificate names the user, and no
+    /// password is asked for (mosquitto's `use_identity_as_username`).
     pub use_identity_as_username: bool,
+    /// Which name of the certificate that is.
+    pub identity: CertIdentity,
 }
 
-/// The subject CN of the certificate a TLS client presented, if any.
-pub(crate) fn peer_common_name(
+/// The name of a client certificate that serves as its user name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub enum CertIdentity {
+    /// The subject's common name (CN), as mosquitto takes it.
+    #[default]
+    #[serde(rename = "cn")]
+    CommonName,
+    /// The first subject alternative name: a DNS name, else a URI, else an
+    /// e-mail address (the names X.509 intends for identities).
+    #[serde(rename = "san")]
+    SubjectAltName,
+}
+
+/// The name `which` of the certificate a TLS client presented, if it has
+/// one.
+pub(crate) fn peer_identity(
     stream: &tokio_rustls::server::TlsStream<TcpStream>,
+    which: CertIdentity,
 ) -> Option<String> {
+    use x509_parser::extensions::GeneralName;
     let der = stream.get_ref().1.peer_certificates()?.first()?;
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
-    Some(cn.to_owned())
+    match which {
+        CertIdentity::CommonName => {
+            let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+            Some(cn.to_owned())
+        }
+        CertIdentity::SubjectAltName => {
+            let san = cert.subject_alternative_name().ok()??;
+            // The first of the most preferred kind present.
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some((0, *d)),
+                    GeneralName::URI(u) => Some((1, *u)),
+                    GeneralName::RFC822Name(e) => Some((2, *e)),
+                    _ => None,
+                })
+                .min_by_key(|(rank, _)| *rank)
+                .map(|(_, name)| name.to_owned())
+        }
+    }
 }
 
 fn pem_err(path: &Path, what: impl std::fmt::Display) -> TlsError {

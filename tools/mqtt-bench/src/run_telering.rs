@@ -224,6 +224,7 @@ impl Telering {
                 key: t.key.clone(),
                 client_ca: None,
                 use_identity_as_username: false,
+                identity: Default::default(),
             });
             cfg.ingest.shards = setup.shards;
             // The peers have no per-client rate limit: the simulator's
