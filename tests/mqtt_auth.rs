@@ -478,3 +478,110 @@ fn subscriptions_are_refused_by_the_acl_and_the_limit_and_counted() {
     let stats = s.shutdown();
     assert_eq!(stats.accepted, 2);
 }
+
+/// Every connection limit, hit once each, is counted exactly, and a device
+/// within the limits goes on publishing: `max_connections` (CONNACK
+/// "server unavailable"), `connect_timeout_ms`, keep-alive (1.5×),
+/// `max_packet_size`, and the MQTT 5 Receive Maximum (QoS 2 messages held
+/// unreleased count against it).
+#[test]
+fn each_connection_limit_hit_is_counted_and_others_still_ingest() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path(), |c| {
+        c.mqtt.max_connections = 2;
+        c.mqtt.connect_timeout_ms = 300;
+        c.mqtt.max_packet_size = 128;
+        c.mqtt.receive_maximum = 2;
+        c.ingest.max_payload = 64;
+    });
+    let a = s.local_addr();
+    let g = s.guard_stats();
+    let (ok, mut first) = login(a, false, "dev-1", Some(("dev-1", "secret-1")));
+    assert_eq!(ok, 0);
+    let (ok, mut big) = login(a, false, "dev-2", Some(("dev-2", "secret-2")));
+    assert_eq!(ok, 0);
+    // A third while two are connected.
+    let (full, _) = login(a, false, "dev-1-b", Some(("dev-1", "secret-1")));
+    assert_eq!(full, 0x03, "server unavailable");
+    assert_eq!(g.connection_limit.load(Relaxed), 1);
+    // A packet over max_packet_size closes its connection.
+    big.write_all(&publish_qos1(
+        false,
+        "sensors/dev-2/temperature",
+        1,
+        &[b'1'; 200],
+    ))
+    .unwrap();
+    assert!(read_packet(&mut big).is_none(), "closed");
+    wait_connections(&s, 1);
+    // Silence after connecting: closed at connect_timeout_ms.
+    let mut quiet = TcpStream::connect(a).unwrap();
+    quiet
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let t0 = Instant::now();
+    assert!(read_packet(&mut quiet).is_none(), "closed");
+    assert!(t0.elapsed() >= Duration::from_millis(250));
+    // Keep-alive 1 s and nothing sent: closed after about 1.5 s.
+    let mut idle = TcpStream::connect(a).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut c = connect(true, "dev-2", Some(("dev-2", "secret-2")));
+    c[11] = 1; // keep-alive LSB (fixed header 2, "MQTT" 6, level, flags, MSB)
+    assert_eq!(c[10], 0);
+    idle.write_all(&c).unwrap();
+    let (t, body) = read_packet(&mut idle).expect("CONNACK");
+    assert_eq!((t, body[1]), (0x20, 0));
+    let t0 = Instant::now();
+    let (t, body) = read_packet(&mut idle).expect("DISCONNECT");
+    assert_eq!((t, body[0]), (0xE0, 0x8D), "keep-alive timeout");
+    assert!(t0.elapsed() >= Duration::from_millis(1400));
+    wait_connections(&s, 1);
+    // Three QoS 2 messages never released, Receive Maximum 2 (MQTT 5).
+    let (ok, mut greedy) = login(a, true, "dev-2", Some(("dev-2", "secret-2")));
+    assert_eq!(ok, 0);
+    for pkid in 1..=3u16 {
+        let mut p = publish_qos1(true, "sensors/dev-2/humidity", pkid, b"40");
+        p[0] = 0x34; // QoS 2
+        greedy.write_all(&p).unwrap();
+    }
+    let mut last = None;
+    while let Some((t, body)) = read_packet(&mut greedy) {
+        last = Some((t, body.first().copied()));
+    }
+    assert_eq!(last, Some((0xE0, Some(0x93))), "receive maximum exceeded");
+    // The first device is still served.
+    first
+        .write_all(&publish_qos1(
+            false,
+            "sensors/dev-1/temperature",
+            9,
+            b"20.5",
+        ))
+        .unwrap();
+    let (t, body) = read_packet(&mut first).expect("PUBACK");
+    assert_eq!((t, u16::from_be_bytes([body[0], body[1]])), (0x40, 9));
+    assert_eq!(g.connection_limit.load(Relaxed), 1);
+    assert_eq!(g.packet_too_large.load(Relaxed), 1);
+    assert_eq!(g.connect_timeouts.load(Relaxed), 1);
+    assert_eq!(g.keep_alive_timeouts.load(Relaxed), 1);
+    assert_eq!(g.receive_maximum_exceeded.load(Relaxed), 1);
+    let stats = s.shutdown();
+    // dev-1's reading and the two QoS 2 messages taken before the third.
+    assert_eq!(stats.accepted, 3, "{stats:?}");
+}
+
+/// Waits until the server serves `n` connections (a closed connection
+/// leaves the count just after its last packet goes out).
+fn wait_connections(s: &Server, n: usize) {
+    let t0 = Instant::now();
+    while s.connections() != n {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{} connections",
+            s.connections()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -61,6 +61,15 @@ pub struct Summary {
     /// `max_subscriptions` (every subscription is refused: none is served).
     pub subscribe_not_authorized: u64,
     pub subscription_limit: u64,
+    /// Connection limits hit: CONNECTs refused at `max_connections`,
+    /// connections closed for no CONNECT in time, an expired keep-alive, a
+    /// packet over `max_packet_size`, or more in flight than the MQTT 5
+    /// Receive Maximum.
+    pub connection_limit: u64,
+    pub connect_timeouts: u64,
+    pub keep_alive_timeouts: u64,
+    pub packet_too_large: u64,
+    pub receive_maximum_exceeded: u64,
     /// Records handled per consumer group.
     pub delivered: BTreeMap<String, u64>,
     /// Records reported missed per consumer group.
@@ -216,6 +225,11 @@ impl Session {
             rate_limited: guard.rate_limited.load(Ordering::Relaxed),
             subscribe_not_authorized: guard.subscribe_not_authorized.load(Ordering::Relaxed),
             subscription_limit: guard.subscription_limit.load(Ordering::Relaxed),
+            connection_limit: guard.connection_limit.load(Ordering::Relaxed),
+            connect_timeouts: guard.connect_timeouts.load(Ordering::Relaxed),
+            keep_alive_timeouts: guard.keep_alive_timeouts.load(Ordering::Relaxed),
+            packet_too_large: guard.packet_too_large.load(Ordering::Relaxed),
+            receive_maximum_exceeded: guard.receive_maximum_exceeded.load(Ordering::Relaxed),
             delivered: report.handled(),
             missed: report.missed(),
             handler_panics: report.panics(),
@@ -269,6 +283,18 @@ impl Summary {
                 "  subscriptions over the limit",
                 self.subscription_limit.to_string(),
             );
+        }
+        let limits = [
+            ("limits: max_connections", self.connection_limit),
+            ("  no CONNECT in time", self.connect_timeouts),
+            ("  keep-alive expired", self.keep_alive_timeouts),
+            ("  packet too large", self.packet_too_large),
+            ("  receive maximum exceeded", self.receive_maximum_exceeded),
+        ];
+        if limits.iter().any(|(_, n)| *n > 0) {
+            for (k, n) in limits {
+                row(k, n.to_string());
+            }
         }
         if self.recovered + self.journaled > 0 {
             row("journal: recovered at start", self.recovered.to_string());

@@ -48,6 +48,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::codec::{self, AckReason, ConnAckCode, DecodeError, DisconnectReason, Packet, Version};
+use super::guard::GuardStats;
 use super::transport::Transport;
 use super::Shared;
 use crate::mqtt::ingest::{Mailbox, Outcome, Routed, Shard, Step, Ticket};
@@ -145,6 +146,7 @@ pub(crate) async fn serve_tls(
         r = tokio::time::timeout(shared.config.connect_timeout, acceptor.accept(stream)) => r,
         _ = stop.wait_for(|s| *s) => return,
     };
+    let stats = &shared.guard.stats;
     let mut stream = match tls {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -152,6 +154,7 @@ pub(crate) async fn serve_tls(
             return;
         }
         Err(_) => {
+            GuardStats::hit(&stats.connect_timeouts);
             tracing::debug!(%ip, "no TLS handshake within the CONNECT timeout");
             return;
         }
@@ -215,10 +218,14 @@ async fn admit<S: Transport>(
             return None;
         }
         Ok(Err(e)) => {
+            if matches!(e, DecodeError::TooLarge(_)) {
+                GuardStats::hit(&shared.guard.stats.packet_too_large);
+            }
             tracing::debug!("closing before CONNECT: {e}");
             return None;
         }
         Err(_) => {
+            GuardStats::hit(&shared.guard.stats.connect_timeouts);
             tracing::debug!("no CONNECT within {:?}", cfg.connect_timeout);
             return None;
         }
@@ -310,6 +317,11 @@ async fn serve_connected<S: Transport>(
         // Retain Available is 0, for wills too (MQTT-3.2.2-13).
         Some(ConnAckCode::RetainNotSupported)
     } else if shared.sessions.live() >= cfg.max_connections {
+        GuardStats::hit(&shared.guard.stats.connection_limit);
+        tracing::debug!(
+            "connection refused: max_connections ({}) reached",
+            cfg.max_connections
+        );
         Some(ConnAckCode::Unavailable)
     } else {
         None
@@ -600,7 +612,9 @@ impl Conn<'_> {
                         }
                     }
                     Ok(None) => break,
-                    Err(DecodeError::TooLarge(_)) => {
+                    Err(DecodeError::TooLarge(n)) => {
+                        GuardStats::hit(&self.guard.stats.packet_too_large);
+                        tracing::debug!(client = %self.who.client_id, "packet of {n} bytes over max_packet_size: closed");
                         closing = Some(End::Server(DisconnectReason::PacketTooLarge))
                     }
                     Err(e) => {
@@ -704,6 +718,8 @@ impl Conn<'_> {
                     // Armed for an earlier deadline: re-arm, or time out.
                     let due = last_rx + keep_alive.expect("checked");
                     if Instant::now() >= due {
+                        GuardStats::hit(&self.guard.stats.keep_alive_timeouts);
+                        tracing::debug!(client = %self.who.client_id, "keep-alive expired: closed");
                         closing = Some(End::Server(DisconnectReason::KeepAliveTimeout));
                     } else {
                         ka_sleep.as_mut().reset(due);
@@ -971,6 +987,8 @@ impl Conn<'_> {
             && self.version.is_v5()
             && self.qos1 + self.qos2.len() >= usize::from(self.receive_maximum)
         {
+            GuardStats::hit(&self.guard.stats.receive_maximum_exceeded);
+            tracing::debug!(client = %self.who.client_id, "Receive Maximum exceeded: closed");
             return Some(End::Server(DisconnectReason::ReceiveMaximumExceeded));
         }
         if qos == 2 && !self.qos2.insert(pkid) {

@@ -73,6 +73,25 @@ pub struct GuardStats {
     pub subscribe_not_authorized: AtomicU64,
     /// Subscription filters past the client's `max_subscriptions`.
     pub subscription_limit: AtomicU64,
+    /// CONNECTs refused because `max_connections` were connected.
+    pub connection_limit: AtomicU64,
+    /// Connections closed for sending no CONNECT (or finishing no TLS
+    /// handshake) within `connect_timeout_ms`.
+    pub connect_timeouts: AtomicU64,
+    /// Connections closed after 1.5 × their keep-alive without a packet.
+    pub keep_alive_timeouts: AtomicU64,
+    /// Connections closed for a packet over `max_packet_size`.
+    pub packet_too_large: AtomicU64,
+    /// MQTT 5 connections closed for more unacknowledged QoS 1 and 2
+    /// messages than the Receive Maximum.
+    pub receive_maximum_exceeded: AtomicU64,
+}
+
+impl GuardStats {
+    /// Adds one to a counter (the counters are independent: Relaxed).
+    pub(crate) fn hit(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// One connection's publish token bucket: `rate` tokens a second, at most
