@@ -375,9 +375,9 @@ fn rumqttc_devices_log_in_as_themselves() {
     pw.save(&file).unwrap();
     let s = server(dir.path(), |c| {
         c.auth.password_file = Some(file.clone());
-        // Eight failed logins from one address on purpose: not the
-        // throttling under test here.
-        c.auth.login_failure_delay_ms = 1;
+        // Sixteen failed logins from one address on purpose: not the
+        // throttling under test here (0 turns it off).
+        c.auth.login_failure_delay_ms = 0;
     });
     let mut sent = 0;
     for v5 in [false, true] {
@@ -398,13 +398,36 @@ fn rumqttc_devices_log_in_as_themselves() {
         sent += 400;
         let wrong = SimConfig {
             password: Some("nope".into()),
-            ..cfg
+            ..cfg.clone()
         };
         match telering_sim::run_blocking(wrong) {
-            Err(SimError::Refused { refused, .. }) => assert_eq!(refused, 4),
+            Err(SimError::Refused {
+                refused, refusal, ..
+            }) => {
+                assert_eq!(refused, 4);
+                assert_eq!(refusal.code, if v5 { 0x86 } else { 0x04 }, "{refusal:?}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let anonymous = SimConfig {
+            username: None,
+            password: None,
+            ..cfg
+        };
+        match telering_sim::run_blocking(anonymous) {
+            Err(SimError::Refused {
+                refused, refusal, ..
+            }) => {
+                assert_eq!(refused, 4);
+                assert_eq!(refusal.code, if v5 { 0x87 } else { 0x05 }, "{refusal:?}");
+            }
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
+    let g = s.guard_stats();
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(g.bad_credentials.load(Relaxed), 8);
+    assert_eq!(g.anonymous_refused.load(Relaxed), 8);
     let stats = s.shutdown();
     assert_eq!((stats.received, stats.accepted), (sent, sent));
 }

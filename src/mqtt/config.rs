@@ -184,7 +184,7 @@ pub struct AuthSection {
     #[serde(default = "per_address")]
     pub max_connections_per_address: usize,
     /// Delay of the refusal after a first failed login from an address,
-    /// doubling with each further one (up to 5 s), ms.
+    /// doubling with each further one (up to 5 s), ms; 0: no throttling.
     #[serde(default = "hundred")]
     pub login_failure_delay_ms: u64,
 }
