@@ -67,7 +67,9 @@ pub mod topic;
 
 pub use engine::Engine;
 pub use error::{ConsumerError, EngineError};
-pub use group::{Batch, Consumer, ConsumerConfig, GroupMode, GroupStats, OffsetReset, Record};
+pub use group::{
+    Batch, Consumer, ConsumerConfig, GroupMode, GroupStats, OffsetReset, Record, Run, Runs,
+};
 pub use record::{DeviceId, Keyed, Reading};
 pub use ring::{OverflowPolicy, SlotLayout, WaitStrategy};
 pub use runtime::{Handler, Runtime, RuntimeReport, Shutdown};

@@ -46,7 +46,7 @@ use crate::sync::Arc;
 use crate::topic::{Topic, TopicId, TopicPartition};
 
 pub use config::{ConsumerConfig, OffsetReset};
-pub use consumer::{Batch, Consumer, Record, MAX_POLL_RECORDS};
+pub use consumer::{Batch, Consumer, Record, Run, RunIter, Runs, MAX_POLL_RECORDS};
 
 /// How a group shares records among its members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

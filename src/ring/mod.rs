@@ -503,6 +503,65 @@ impl<T: Copy + Send> Ring<T> {
         n as usize
     }
 
+    /// Takes up to `max` records at `cur` for reading in place, as one run
+    /// `(base, n)` of consecutive offsets (possibly empty), and moves the
+    /// cursor past them. `None` when this ring's records cannot be lent in
+    /// place: the marked layout (records are not contiguous), `Overwrite`
+    /// (a slot may be overwritten while borrowed; copy with
+    /// [`Ring::read_into`] instead), and loom builds (slots are separate
+    /// tracked cells).
+    ///
+    /// Nothing is read here: the caller reads the run with
+    /// [`Ring::run_slices`] while its gate, still below `base`, keeps the
+    /// writer off those slots.
+    #[inline]
+    pub(crate) fn take_run(&self, cur: &mut Cursor, max: usize) -> Option<(u64, usize)> {
+        if cfg!(loom)
+            || self.policy == OverflowPolicy::Overwrite
+            || !matches!(self.slots, Storage::Packed(_))
+        {
+            return None;
+        }
+        if cur.cached_published.saturating_sub(cur.pos) < max as u64 {
+            self.refresh(cur, max);
+        }
+        let n = cur.cached_published.saturating_sub(cur.pos).min(max as u64);
+        let base = cur.pos;
+        cur.pos += n;
+        Some((base, n as usize))
+    }
+
+    /// The records of `[base, base + n)` as at most two slices (the run
+    /// wraps around the end of the slot array at most once).
+    ///
+    /// # Safety
+    /// The run was taken by [`Ring::take_run`] (packed layout, gated
+    /// policy: so `n <= capacity` and every offset is published), and the
+    /// caller's gate stays at or below `base` for as long as the slices live
+    /// (invariant 3: the writer cannot reuse a slot the gate has not passed).
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) unsafe fn run_slices(&self, base: u64, n: usize) -> (&[T], &[T]) {
+        let Storage::Packed(slots) = &self.slots else {
+            unreachable!("take_run lends packed rings only")
+        };
+        let (idx, first, second) = self.stretches(base, n);
+        let ptr = crate::sync::cell::base_ptr(slots).cast_const();
+        // SAFETY: slots idx..idx + first lie inside the array and hold
+        // published, initialised records the writer cannot touch while the
+        // caller's gate is below them (the caller's contract).
+        let a = unsafe { std::slice::from_raw_parts(ptr.add(idx), first) };
+        // SAFETY: as above, for slots 0..second.
+        let b = unsafe { std::slice::from_raw_parts(ptr, second) };
+        (a, b)
+    }
+
+    /// Under loom no run is lent ([`Ring::take_run`] says `None`).
+    #[cfg(loom)]
+    pub(crate) unsafe fn run_slices(&self, _base: u64, _n: usize) -> (&[T], &[T]) {
+        unreachable!("take_run lends no run under loom")
+    }
+
     // ----- gates -----
 
     /// Attaches a gate at `pos` (clamped to what is still protectable) and

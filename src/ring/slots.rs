@@ -114,7 +114,7 @@ impl<T: Copy + Send> Ring<T> {
     /// the run `[start, start + n)`.
     #[cfg(not(loom))]
     #[inline(always)]
-    fn stretches(&self, start: u64, n: usize) -> (usize, usize, usize) {
+    pub(super) fn stretches(&self, start: u64, n: usize) -> (usize, usize, usize) {
         debug_assert!(n as u64 <= self.capacity);
         let idx = (start & self.mask) as usize;
         let first = n.min(self.capacity as usize - idx);

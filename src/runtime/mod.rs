@@ -5,8 +5,11 @@
 //! calling thread (so bad topics or full reader slots are reported at once),
 //! then starts one thread per member, pinned to a core ([`PinPlan`]).
 //!
-//! A member thread polls a batch, runs the handler on each record and polls
-//! again (auto-commit commits the batch on the next poll). A handler that
+//! A member thread polls a batch with [`Consumer::poll_with`], which lends
+//! the records in place where the ring's layout allows, hands each run of a
+//! partition to [`Handler::on_batch`] (by default [`Handler::on_record`] per
+//! record) and polls again (auto-commit commits the batch on the next poll,
+//! and only then are its slots released to the writer). A handler that
 //! panics takes down only its own member: the panic is caught, the member
 //! leaves its group *without* committing (as a crash), the group rebalances,
 //! and the new owner of its partitions is handed the uncommitted records again
@@ -25,7 +28,7 @@ use std::time::Duration;
 pub use affinity::PinPlan;
 
 use crate::error::{ConsumerError, EngineError};
-use crate::group::{Consumer, ConsumerConfig, Record};
+use crate::group::{Consumer, ConsumerConfig, Record, Run};
 use crate::Engine;
 
 /// Runs on each record a member receives.
@@ -37,6 +40,24 @@ pub trait Handler<T>: Send + 'static {
     fn on_batch_start(&mut self, _len: usize) {}
     /// One record.
     fn on_record(&mut self, record: &Record<T>);
+    /// Consecutive records of one partition, read in place where the ring
+    /// allows (`run.records[i]` has offset `run.base_offset + i`). By
+    /// default calls [`Handler::on_record`] on each; a handler that works on
+    /// slices overrides this instead.
+    #[inline]
+    fn on_batch(&mut self, run: Run<'_, T>)
+    where
+        T: Copy,
+    {
+        for (i, value) in run.records.iter().enumerate() {
+            self.on_record(&Record {
+                topic: run.topic,
+                partition: run.partition,
+                offset: run.base_offset + i as u64,
+                value: *value,
+            });
+        }
+    }
     /// `n` records were skipped (lapped under `Overwrite`, or lost while the
     /// group had no members).
     fn on_missed(&mut self, _n: u64) {}
@@ -204,7 +225,8 @@ pub struct MemberReport {
     pub member: u64,
     /// Core it was pinned to.
     pub core: Option<usize>,
-    /// Records its handler completed.
+    /// Records its handler completed (a run whose `on_batch` panicked
+    /// counts as not handled; it is delivered again).
     pub handled: u64,
     /// Records reported missed to it.
     pub missed: u64,
@@ -372,28 +394,32 @@ fn run_member<T: Copy + Send + 'static>(
         if now == STOP {
             break;
         }
-        let b = match consumer.poll(batch, timeout) {
-            Ok(b) => b,
+        let polled = consumer.poll_with(batch, timeout, |runs| {
+            let (n, missed) = (runs.len(), runs.missed());
+            let mut handled = 0u64;
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                if missed > 0 {
+                    handler.on_missed(missed);
+                }
+                if n > 0 {
+                    handler.on_batch_start(n);
+                }
+                for run in runs {
+                    let len = run.records.len() as u64;
+                    handler.on_batch(run);
+                    handled += len;
+                }
+            }));
+            (n, missed, handled, outcome)
+        });
+        let (n, missed, handled, outcome) = match polled {
+            Ok(p) => p,
             Err(ConsumerError::EngineClosed) => break,
             Err(e) => {
                 tracing::error!(group = %report.group, member = report.member, "poll failed: {e}");
                 break;
             }
         };
-        let (n, missed) = (b.len(), b.missed());
-        let mut handled = 0u64;
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            if missed > 0 {
-                handler.on_missed(missed);
-            }
-            if n > 0 {
-                handler.on_batch_start(n);
-            }
-            for r in b.iter() {
-                handler.on_record(r);
-                handled += 1;
-            }
-        }));
         report.handled += handled;
         report.missed += missed;
         if let Err(p) = outcome {

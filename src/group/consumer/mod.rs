@@ -9,12 +9,15 @@
 //! - this file: the member itself, its lifecycle (join, close, drop) and its
 //!   offsets (`commit`, `seek`, `position`, `lag`);
 //! - [`membership`]: `subscribe`, and partitions taken and handed back;
-//! - [`poll`]: `poll`, the batch it returns and the fetch gathering.
+//! - [`poll`]: `poll`, the batch it returns and the fetch gathering;
+//! - [`runs`]: `poll_with`, which lends the records in place instead.
 
 mod membership;
 mod poll;
+mod runs;
 
 pub use poll::{Batch, Record, MAX_POLL_RECORDS};
+pub use runs::{Run, RunIter, Runs};
 
 use std::sync::atomic::Ordering;
 
@@ -89,6 +92,9 @@ pub struct Consumer<T: Copy + Send + 'static> {
     /// Cluster: assigned partitions still held by their previous owner.
     pending: Vec<TopicPartition>,
     buf: Vec<Record<T>>,
+    /// The runs of the last `poll_with`, and the records it copied.
+    runs: Vec<runs::RunDesc>,
+    scratch: Vec<T>,
     stats: std::sync::Arc<MemberStats>,
     rr: usize,
     closed: bool,
@@ -132,6 +138,8 @@ impl<T: Copy + Send + 'static> Consumer<T> {
             owned: Vec::new(),
             pending: Vec::new(),
             buf: Vec::new(),
+            runs: Vec::new(),
+            scratch: Vec::new(),
             stats,
             rr: 0,
             closed: false,

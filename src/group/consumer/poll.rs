@@ -26,7 +26,7 @@ pub struct Record<T> {
 
 /// `now + d`, saturating at a point decades away: a timeout of
 /// `Duration::MAX` means "wait as long as it takes", not a panic.
-fn later(now: Instant, d: Duration) -> Instant {
+pub(super) fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d)
         .or_else(|| now.checked_add(Duration::from_secs(1 << 30)))
         .unwrap_or(now)
@@ -69,7 +69,7 @@ impl<T: Copy + Send + 'static> super::Owned<T> {
     /// the gate from the journal into `out`. `Some(missed)`: records that
     /// retention deleted before they could be read.
     #[cold]
-    fn replay(
+    pub(super) fn replay(
         &mut self,
         max: usize,
         out: &mut Vec<Record<T>>,
@@ -117,7 +117,7 @@ impl<T: Copy + Send + 'static> super::Owned<T> {
 }
 
 /// Slice of waiting between checks for rebalances.
-const REBALANCE_CHECK: Duration = Duration::from_millis(20);
+pub(super) const REBALANCE_CHECK: Duration = Duration::from_millis(20);
 
 /// Most records one [`Consumer::poll`] returns, whatever `max` asks for (as
 /// Kafka's `max.poll.records`): the poll buffer is sized for `max` up front,

@@ -1,0 +1,397 @@
+//! Zero-copy polling: [`Consumer::poll_with`] lends the records where they
+//! are, as runs of consecutive offsets of one partition, to a closure.
+//!
+//! # Where records are read
+//!
+//! - **In place** (packed layout, `Block` or `Reject`): a run is a slice of
+//!   the partition's slot array (two, where it wraps around its end). The
+//!   member's gate is still at or below the run, so the writer cannot reuse
+//!   those slots (ring invariant 3) until the gate moves, and the gate moves
+//!   only at a commit: the next `poll`/`poll_with` (auto-commit), `commit`
+//!   or `close`, all of which take `&mut self`, so not before the closure
+//!   has returned and its borrows have ended.
+//! - **Copied** into the member's scratch buffer (reserved once, for `max`
+//!   records): the marked layout (each record sits next to its mark, so
+//!   records are not contiguous), `Overwrite` (a slot may be overwritten
+//!   while it is read: the copy is validated first, as [`Consumer::poll`]
+//!   does), records read back from the journal, and loom builds.
+//!
+//! Either way the closure sees slices, delivered and missed counts are
+//! exact, and nothing is allocated per record: the run list and the scratch
+//! buffer keep their capacity from poll to poll.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::poll::{later, REBALANCE_CHECK};
+use super::{Consumer, Owned};
+use crate::error::ConsumerError;
+use crate::group::GroupMode;
+use crate::ring::{wait_until, Wakeable};
+use crate::topic::TopicId;
+
+/// Where a run's records are.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// In the ring of `owned[i]`, read in place.
+    Ring(usize),
+    /// In the scratch buffer, from this index.
+    Scratch(usize),
+}
+
+/// One run found by a poll: `len` consecutive offsets from `base`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RunDesc {
+    topic: TopicId,
+    partition: u32,
+    base: u64,
+    len: usize,
+    source: Source,
+}
+
+/// Consecutive records of one partition: `records[i]` has offset
+/// `base_offset + i`.
+#[derive(Debug, Clone, Copy)]
+pub struct Run<'a, T> {
+    /// Topic.
+    pub topic: TopicId,
+    /// Partition within the topic.
+    pub partition: u32,
+    /// Offset of `records[0]`.
+    pub base_offset: u64,
+    /// The records, in offset order.
+    pub records: &'a [T],
+}
+
+/// What one [`Consumer::poll_with`] lends: runs of records, in the order
+/// they were read, and the count of records missed before them.
+pub struct Runs<'a, T: Copy + Send + 'static> {
+    owned: &'a [Owned<T>],
+    scratch: &'a [T],
+    descs: &'a [RunDesc],
+    len: usize,
+    missed: u64,
+}
+
+impl<T: Copy + Send + 'static> std::fmt::Debug for Runs<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runs")
+            .field("len", &self.len)
+            .field("runs", &self.descs.len())
+            .field("missed", &self.missed)
+            .finish()
+    }
+}
+
+impl<'a, T: Copy + Send + 'static> Runs<'a, T> {
+    /// Records in all runs.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there is no record (the timeout passed, or only missed
+    /// records are reported).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Records skipped since the previous poll (lapped under `Overwrite`, or
+    /// lost while the group had no members), as [`super::Batch::missed`].
+    pub fn missed(&self) -> u64 {
+        self.missed
+    }
+
+    /// The runs, each a slice with its partition and base offset. A run
+    /// that wraps around the end of its ring comes as two.
+    pub fn iter(&self) -> RunIter<'a, T> {
+        RunIter {
+            owned: self.owned,
+            scratch: self.scratch,
+            descs: self.descs.iter(),
+            wrapped: None,
+        }
+    }
+
+    /// Calls `f(offset, &record)` on every record, in order.
+    pub fn for_each(&self, mut f: impl FnMut(TopicId, u32, u64, &T)) {
+        for run in self.iter() {
+            for (i, v) in run.records.iter().enumerate() {
+                f(run.topic, run.partition, run.base_offset + i as u64, v);
+            }
+        }
+    }
+}
+
+impl<'a, T: Copy + Send + 'static> IntoIterator for &Runs<'a, T> {
+    type Item = Run<'a, T>;
+    type IntoIter = RunIter<'a, T>;
+    fn into_iter(self) -> RunIter<'a, T> {
+        self.iter()
+    }
+}
+
+/// Iterator over the [`Run`]s of a [`Runs`].
+pub struct RunIter<'a, T: Copy + Send + 'static> {
+    owned: &'a [Owned<T>],
+    scratch: &'a [T],
+    descs: std::slice::Iter<'a, RunDesc>,
+    /// The second half of a run that wraps.
+    wrapped: Option<Run<'a, T>>,
+}
+
+impl<T: Copy + Send + 'static> std::fmt::Debug for RunIter<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunIter")
+            .field("left", &self.descs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, T: Copy + Send + 'static> Iterator for RunIter<'a, T> {
+    type Item = Run<'a, T>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Run<'a, T>> {
+        if let Some(w) = self.wrapped.take() {
+            return Some(w);
+        }
+        let d = self.descs.next()?;
+        let run = |base_offset, records| Run {
+            topic: d.topic,
+            partition: d.partition,
+            base_offset,
+            records,
+        };
+        match d.source {
+            Source::Scratch(from) => Some(run(d.base, &self.scratch[from..from + d.len])),
+            Source::Ring(i) => {
+                // SAFETY: the run was taken with `take_run` from this ring by
+                // the member that lent it, whose gate stays at or below it
+                // while `'a` lasts: the gate moves only through `&mut`
+                // methods of the member, which `'a` borrows (module docs).
+                let (a, b) = unsafe { self.owned[i].ring.run_slices(d.base, d.len) };
+                if !b.is_empty() {
+                    self.wrapped = Some(run(d.base + a.len() as u64, b));
+                }
+                Some(run(d.base, a))
+            }
+        }
+    }
+}
+
+impl<T: Copy + Send + 'static> Consumer<T> {
+    /// Polls as [`Consumer::poll`] does, with the same waiting, gathering
+    /// ([`crate::ConsumerConfig::fetch`]), auto-commit and counts, but lends
+    /// the records to `f` where they are instead of copying each into a
+    /// [`super::Record`]: as [`Runs`] of consecutive offsets of one
+    /// partition, read in place from the ring where its layout allows
+    /// (module docs of `group::consumer::runs`). Returns what `f` returns.
+    ///
+    /// The records lent count as delivered; they are committed, and their
+    /// slots released to the writer, only by a later commit (the next poll
+    /// with auto-commit), so never while `f` still borrows them. If `f`
+    /// panics and the member is dropped without a commit, they are delivered
+    /// again to whoever reads the partition next (at-least-once).
+    pub fn poll_with<R>(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+        f: impl FnOnce(&Runs<'_, T>) -> R,
+    ) -> Result<R, ConsumerError> {
+        if self.closed {
+            return Err(ConsumerError::Closed);
+        }
+        if max == 0 {
+            return Err(ConsumerError::ZeroMax);
+        }
+        let max = max.min(super::MAX_POLL_RECORDS);
+        if self.config.auto_commit {
+            self.commit();
+        }
+        let (len, missed) = self.gather_runs(max, timeout)?;
+        let runs = Runs {
+            owned: &self.owned,
+            scratch: &self.scratch,
+            descs: &self.runs,
+            len,
+            missed,
+        };
+        Ok(f(&runs))
+    }
+
+    /// Finds the runs of one `poll_with`: `(records, missed)`.
+    fn gather_runs(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<(usize, u64), ConsumerError> {
+        let mut deadline: Option<Instant> = None;
+        let mut gather_until: Option<Instant> = None;
+        let fetch_min = self.config.fetch_min.clamp(1, max);
+        self.runs.clear();
+        self.scratch.clear();
+        if self.scratch.capacity() < max {
+            self.scratch.reserve(max);
+        }
+        let mut total = 0usize;
+        let mut missed_total = 0u64;
+        loop {
+            // No rebalance once runs are taken: they must be committed by
+            // their owner of this generation.
+            if self.config.mode == GroupMode::Cluster
+                && total == 0
+                && missed_total == 0
+                && (!self.pending.is_empty()
+                    // Acquire: pairs with the Release bump in `rebalance`.
+                    || self.group.generation.load(Ordering::Acquire) != self.generation)
+            {
+                self.sync_cluster(true);
+            }
+            // Missed at a takeover is already in the stats (sync_cluster).
+            let taken_over = std::mem::take(&mut self.pending_missed);
+            missed_total += taken_over;
+            let mut missed = 0;
+            let k = self.owned.len();
+            for j in 0..k {
+                if total >= max {
+                    break;
+                }
+                let i = (self.rr + j) % k;
+                let (n, lost) = self.take_from(i, max - total)?;
+                total += n;
+                missed += lost;
+            }
+            if k > 0 {
+                self.rr = (self.rr + 1) % k;
+            }
+            self.stats.add(0, missed);
+            missed_total += missed;
+            if total > 0
+                && total < fetch_min
+                && missed_total == 0
+                && self.gather(&mut gather_until, deadline, timeout)
+            {
+                continue;
+            }
+            if total > 0 || missed_total > 0 {
+                self.stats.add(total as u64, 0);
+                return Ok((total, missed_total));
+            }
+            // Drained only once no assigned partition is still being handed
+            // over by its previous owner.
+            if self.topics.is_closed() && self.pending.is_empty() {
+                return Err(ConsumerError::EngineClosed);
+            }
+            let now = Instant::now();
+            let deadline = *deadline.get_or_insert(later(now, timeout));
+            if now >= deadline {
+                return Ok((0, 0));
+            }
+            let slice_end = deadline.min(now + REBALANCE_CHECK);
+            if self.owned.is_empty() {
+                std::thread::sleep(slice_end - now);
+            } else {
+                let owned = &self.owned;
+                wait_until(
+                    || {
+                        owned
+                            .iter()
+                            .map(|o| (&*o.ring as &dyn Wakeable, o.cursor.position()))
+                    },
+                    self.config.wait,
+                    Some(slice_end),
+                );
+            }
+        }
+    }
+
+    /// Takes up to `room` records of `owned[i]` as runs: `(taken, missed)`.
+    fn take_from(&mut self, i: usize, room: usize) -> Result<(usize, u64), ConsumerError> {
+        let mut taken = 0;
+        let mut missed = 0;
+        let tp = self.owned[i].tp;
+        if self.owned[i].replaying {
+            self.buf.clear();
+            match self.owned[i].replay(room, &mut self.buf) {
+                Ok(Some(lost)) => {
+                    missed += lost;
+                    let from = self.scratch.len();
+                    self.scratch.extend(self.buf.iter().map(|r| r.value));
+                    if let Some(first) = self.buf.first() {
+                        let (base, n) = (first.offset, self.buf.len());
+                        self.push_run(tp.topic, tp.partition, base, n, Source::Scratch(from));
+                    }
+                    self.buf.clear();
+                    // Still replaying, or the ring's turn at the next poll.
+                    return Ok((self.scratch.len() - from, missed));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.stats.add(0, missed);
+                    return Err(e);
+                }
+            }
+        }
+        let o = &mut self.owned[i];
+        if let Some((base, n)) = o.ring.take_run(&mut o.cursor, room) {
+            if n > 0 {
+                self.push_run(tp.topic, tp.partition, base, n, Source::Ring(i));
+                taken += n;
+            }
+            return Ok((taken, missed));
+        }
+        let from = self.scratch.len();
+        let outcome = o
+            .ring
+            .read_into(&mut o.cursor, room, &mut self.scratch, |_, v| v);
+        missed += outcome.missed;
+        if outcome.read > 0 {
+            // The delivered records of one read follow its missed ones and
+            // end at the cursor.
+            let base = o.cursor.position() - outcome.read as u64;
+            self.push_run(
+                tp.topic,
+                tp.partition,
+                base,
+                outcome.read,
+                Source::Scratch(from),
+            );
+            taken += outcome.read;
+        }
+        Ok((taken, missed))
+    }
+
+    /// Appends a run, merged into an earlier one it continues (a poll
+    /// gathering towards `fetch_min` reads a partition several times), so
+    /// the list holds about one run per partition.
+    fn push_run(&mut self, topic: TopicId, partition: u32, base: u64, len: usize, source: Source) {
+        let last = self.runs.len().checked_sub(1);
+        for (j, r) in self.runs.iter_mut().enumerate().rev() {
+            if r.topic != topic || r.partition != partition {
+                continue;
+            }
+            let continues = r.base + r.len as u64 == base;
+            let same_place = match (r.source, source) {
+                // In place: the ring's slots are contiguous in offsets (a
+                // merged run stays within a lap of the gate).
+                (Source::Ring(a), Source::Ring(b)) => a == b,
+                // Copied: only if nothing was copied in between.
+                (Source::Scratch(a), Source::Scratch(b)) => Some(j) == last && a + r.len == b,
+                _ => false,
+            };
+            if continues && same_place {
+                r.len += len;
+                return;
+            }
+            // Only the latest run of a partition can be continued.
+            break;
+        }
+        self.runs.push(RunDesc {
+            topic,
+            partition,
+            base,
+            len,
+            source,
+        });
+    }
+}
