@@ -1,5 +1,6 @@
-//! Zero heap allocations per record on publish and poll, in steady state,
-//! counted by a wrapping global allocator.
+//! Zero heap allocations per record on publish and poll (`poll` and the
+//! zero-copy `poll_with`), in steady state, counted by a wrapping global
+//! allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -49,6 +50,7 @@ fn engine_round_trips(
     policy: OverflowPolicy,
     wait: WaitStrategy,
     layout: SlotLayout,
+    zero_copy: bool,
 ) -> (u64, u64) {
     let e: Engine<Reading> = Engine::new();
     e.create_topic(
@@ -79,11 +81,29 @@ fn engine_round_trips(
         p.send_batch_to((i % 4) as u32, &batch).unwrap();
         let mut got = 0;
         while got < 80 {
-            got += cluster.poll(256, Duration::ZERO).unwrap().len();
+            got += if zero_copy {
+                cluster
+                    .poll_with(256, Duration::ZERO, |runs| {
+                        runs.iter().map(|r| r.records.len()).sum::<usize>()
+                    })
+                    .unwrap()
+            } else {
+                cluster.poll(256, Duration::ZERO).unwrap().len()
+            };
         }
         let mut got = 0;
         while got < 80 {
-            got += bcast.poll(256, Duration::from_secs(1)).unwrap().len();
+            got += if zero_copy {
+                bcast
+                    .poll_with(256, Duration::from_secs(1), |runs| {
+                        let mut n = 0;
+                        runs.for_each(|_, _, _, r| n += usize::from(r.temperature > -100.0));
+                        n
+                    })
+                    .unwrap()
+            } else {
+                bcast.poll(256, Duration::from_secs(1)).unwrap().len()
+            };
         }
     };
     // Warm-up: first polls size the batch buffers and sync the assignment.
@@ -110,11 +130,13 @@ fn engine_publish_and_poll_do_not_allocate() {
                 if layout == SlotLayout::Marked && policy == OverflowPolicy::Overwrite {
                     continue; // refused at topic creation
                 }
-                let (n, records) = engine_round_trips(policy, wait, layout);
-                assert_eq!(
-                    n, 0,
-                    "{n} allocations over {records} records ({policy:?}, {wait:?}, {layout:?})"
-                );
+                for zero_copy in [false, true] {
+                    let (n, records) = engine_round_trips(policy, wait, layout, zero_copy);
+                    assert_eq!(
+                        n, 0,
+                        "{n} allocations over {records} records ({policy:?}, {wait:?}, {layout:?}, poll_with {zero_copy})"
+                    );
+                }
             }
         }
     }
