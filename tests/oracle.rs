@@ -1,7 +1,10 @@
 //! A property-test oracle for the engine, in the style of Jepsen's queue
 //! checker: random single-threaded schedules of publishes, batch publishes,
 //! polls, seeks, commits, joins, graceful leaves and crashes, replayed against
-//! a model of what every member and the group must have seen.
+//! a model of what every member and the group must have seen. Polls with an
+//! odd `max` go through the zero-copy `poll_with`, so its in-place runs are
+//! checked the same way, including when a `Reject` partition is full again
+//! (its slots are released only at the next commit).
 //!
 //! Every published value is a fresh global sequence number, and the model
 //! keeps the value of every `(partition, offset)`, so each delivery is checked
@@ -64,7 +67,7 @@ use proptest::prelude::*;
 use telering::ring::{BatchError, SlotLayout};
 use telering::topic::BatchSendError;
 use telering::{
-    Consumer, ConsumerConfig, ConsumerError, Engine, OverflowPolicy, Producer, SendError,
+    Consumer, ConsumerConfig, ConsumerError, Engine, OverflowPolicy, Producer, Record, SendError,
     TopicConfig, TopicId, WaitStrategy,
 };
 
@@ -138,6 +141,30 @@ enum SeekTarget {
     NoSuchPartition(u8),
     /// A topic that does not exist.
     UnknownTopic,
+}
+
+/// `poll(max)`, or for odd `max` the zero-copy `poll_with(max)` (its runs
+/// turned into records here), so the model checks both paths alike.
+fn poll_either<T: Copy + Send + 'static>(
+    c: &mut Consumer<T>,
+    max: usize,
+) -> Result<(Vec<Record<T>>, u64), ConsumerError> {
+    if max % 2 == 0 {
+        return c.poll(max, NOW).map(|b| (b.records().to_vec(), b.missed()));
+    }
+    c.poll_with(max, NOW, |runs| {
+        let mut recs = Vec::with_capacity(runs.len());
+        runs.for_each(|topic, partition, offset, value| {
+            recs.push(Record {
+                topic,
+                partition,
+                offset,
+                value: *value,
+            })
+        });
+        assert_eq!(recs.len(), runs.len());
+        (recs, runs.missed())
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -666,8 +693,8 @@ impl World {
             self.commit_model(k, &mut m);
         }
         step(|| format!("poll({max}) by {:?} member {}", k, m.name));
-        let (recs, missed) = match m.c.poll(max, NOW) {
-            Ok(b) => (b.records().to_vec(), b.missed()),
+        let (recs, missed) = match poll_either(&mut m.c, max) {
+            Ok(got) => got,
             Err(e) => panic!("poll by member {}: {e:?}", m.name),
         };
         self.observe_assignment(k, &mut m);
@@ -1897,8 +1924,8 @@ mod journaled {
                 self.commit_model(&m);
             }
             step(|| format!("journaled poll({max}) by member {}", m.name));
-            let (recs, missed) = match m.c.poll(max, NOW) {
-                Ok(b) => (b.records().to_vec(), b.missed()),
+            let (recs, missed) = match poll_either(&mut m.c, max) {
+                Ok(got) => got,
                 Err(e) => panic!("poll by member {}: {e:?}", m.name),
             };
             self.observe_assignment(&mut m);
