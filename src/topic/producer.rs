@@ -183,6 +183,30 @@ impl<T: Copy + Send> Producer<T> {
         Ok(w.publish_slice(values)?)
     }
 
+    /// Claims `n` slots of `partition`, writes slot `i` with `fill(i)` in
+    /// place, and publishes them with one release store: a batch without a
+    /// source slice to copy from ([`Writer::publish_with`]). Returns how many
+    /// were published: fewer than `n` when `n` is over the partition's
+    /// capacity, or under `Reject` when it filled up (none fitting is
+    /// [`BatchError::Full`]).
+    #[inline]
+    pub fn send_batch_with(
+        &mut self,
+        partition: u32,
+        n: usize,
+        fill: impl FnMut(usize) -> T,
+    ) -> Result<usize, BatchSendError> {
+        let partitions = self.partitions();
+        let w =
+            self.writers
+                .get_mut(partition as usize)
+                .ok_or(BatchSendError::NoSuchPartition {
+                    partition,
+                    partitions,
+                })?;
+        Ok(w.publish_with(n, fill)?)
+    }
+
     /// The writer of one partition.
     pub fn partition_writer(&mut self, partition: u32) -> Option<&mut Writer<T>> {
         self.writers.get_mut(partition as usize)

@@ -1,6 +1,7 @@
 //! telering through the engine API: a topic of [`CAPACITY`]-slot partitions,
-//! `Producer::send_to` or `send_batch_to` into a cluster or broadcast
-//! consumer group whose members `Consumer::poll`.
+//! `Producer::send_to` or `send_batch_with` into a cluster or broadcast
+//! consumer group whose members `Consumer::poll_with` (the zero-copy poll:
+//! runs read in place).
 
 use std::time::Duration;
 
@@ -93,16 +94,14 @@ fn engine_run(
     let tmpl = template();
     let mut jobs: Vec<Job<'_, u64>> = vec![job(move || {
         if batch {
-            let mut buf = [tmpl; BATCH];
+            // Each record written once, in its slot (no source slice).
             let mut i = 0;
             while i < n {
                 let k = (n - i).min(BATCH as u64) as usize;
-                for (j, slot) in buf[..k].iter_mut().enumerate() {
-                    *slot = rec(&tmpl, i + j as u64);
-                }
-                producer
-                    .send_batch_to(0, &buf[..k])
-                    .expect("engine send_batch_to");
+                let sent = producer
+                    .send_batch_with(0, k, |j| rec(&tmpl, i + j as u64))
+                    .expect("engine send_batch_with");
+                assert_eq!(sent, k, "Block takes the whole batch");
                 i += k as u64;
             }
         } else {
@@ -124,18 +123,25 @@ fn engine_run(
             let mut got = 0u64;
             let mut empty = 0;
             while got < want {
-                let b = c.poll(READ_MAX, Duration::from_millis(500)).expect("poll");
-                if b.is_empty() {
+                // The zero-copy poll: runs of the ring read in place.
+                let n = c
+                    .poll_with(READ_MAX, Duration::from_millis(500), |runs| {
+                        for run in runs {
+                            for r in run.records {
+                                sum = sum.wrapping_add(r.ts_us);
+                            }
+                        }
+                        runs.len()
+                    })
+                    .expect("poll");
+                if n == 0 {
                     empty += 1;
                     assert!(
                         empty < 20,
                         "engine consumer stalled at {got} of {want} records"
                     );
                 }
-                for r in b.iter() {
-                    sum = sum.wrapping_add(r.value.ts_us);
-                }
-                got += b.len() as u64;
+                got += n as u64;
             }
             sum
         }));

@@ -437,13 +437,13 @@ pub fn all() -> Vec<Scenario> {
                 ),
                 sys(
                     "telering-engine",
-                    "Producer::send_to / Consumer::poll",
+                    "Producer::send_to / Consumer::poll_with",
                     Kind::Engine,
                     engine_single,
                 ),
                 sys(
                     "telering-engine-marked",
-                    "marked layout: send_to / poll",
+                    "marked layout: send_to / poll_with",
                     Kind::Engine,
                     engine_single_marked,
                 ),
@@ -493,7 +493,7 @@ pub fn all() -> Vec<Scenario> {
                 ),
                 sys(
                     "telering-engine",
-                    "Producer::send_batch_to(256) / Consumer::poll",
+                    "Producer::send_batch_with(256) / Consumer::poll_with",
                     Kind::Engine,
                     engine_batch,
                 ),
@@ -518,7 +518,7 @@ pub fn all() -> Vec<Scenario> {
             systems: vec![
                 sys(
                     "telering-engine",
-                    "broadcast group of 2, send_to / poll",
+                    "broadcast group of 2, send_to / poll_with",
                     Kind::Engine,
                     engine_broadcast,
                 ),
@@ -539,7 +539,7 @@ pub fn all() -> Vec<Scenario> {
             systems: vec![
                 sys(
                     "telering-engine",
-                    "cluster group of 2, 2 partitions, send_to / poll",
+                    "cluster group of 2, 2 partitions, send_to / poll_with",
                     Kind::Engine,
                     engine_cluster,
                 ),
