@@ -149,7 +149,7 @@ fn poll_either<T: Copy + Send + 'static>(
     c: &mut Consumer<T>,
     max: usize,
 ) -> Result<(Vec<Record<T>>, u64), ConsumerError> {
-    if max % 2 == 0 {
+    if max.is_multiple_of(2) {
         return c.poll(max, NOW).map(|b| (b.records().to_vec(), b.missed()));
     }
     c.poll_with(max, NOW, |runs| {

@@ -227,6 +227,7 @@ impl<T: Copy + Send + 'static> Consumer<T> {
     ) -> Result<(usize, u64), ConsumerError> {
         let mut deadline: Option<Instant> = None;
         let mut gather_until: Option<Instant> = None;
+        let mut spun = false;
         let fetch_min = self.config.fetch_min.clamp(1, max);
         self.runs.clear();
         self.scratch.clear();
@@ -252,18 +253,21 @@ impl<T: Copy + Send + 'static> Consumer<T> {
             missed_total += taken_over;
             let mut missed = 0;
             let k = self.owned.len();
-            for j in 0..k {
+            // Round-robin start, without a division per poll.
+            if self.rr >= k {
+                self.rr = 0;
+            }
+            let mut i = self.rr;
+            for _ in 0..k {
                 if total >= max {
                     break;
                 }
-                let i = (self.rr + j) % k;
                 let (n, lost) = self.take_from(i, max - total)?;
                 total += n;
                 missed += lost;
+                i = if i + 1 == k { 0 } else { i + 1 };
             }
-            if k > 0 {
-                self.rr = (self.rr + 1) % k;
-            }
+            self.rr += 1;
             self.stats.add(0, missed);
             missed_total += missed;
             if total > 0
@@ -281,6 +285,17 @@ impl<T: Copy + Send + 'static> Consumer<T> {
             // over by its previous owner.
             if self.topics.is_closed() && self.pending.is_empty() {
                 return Err(ConsumerError::EngineClosed);
+            }
+            // A poll that may not wait returns without reading the clock.
+            if timeout.is_zero() {
+                return Ok((0, 0));
+            }
+            // Once per poll (a closed ring also reads as ready).
+            if !spun {
+                spun = true;
+                if self.spin_for_records() {
+                    continue;
+                }
             }
             let now = Instant::now();
             let deadline = *deadline.get_or_insert(later(now, timeout));

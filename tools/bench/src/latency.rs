@@ -44,7 +44,7 @@ pub enum LatSystem {
     /// telering ring with the marked slot layout (`SlotLayout::Marked`, for
     /// record-at-a-time traffic): `Reader::wait(strategy)` + `read_with`.
     RingMarked(WaitStrategy),
-    /// telering engine: `send_to` + `Consumer::poll` with the strategy.
+    /// telering engine: `send_to` + `Consumer::poll_with` with the strategy.
     Engine(WaitStrategy),
     /// rtrb `push` / spinning `pop`.
     Rtrb,
@@ -345,12 +345,15 @@ pub fn run(system: LatSystem, cfg: &LatConfig, pins: &Pins) -> LatResult {
                     job(move || {
                         let mut rec = Recorder::new(base, cfg);
                         while rec.seen < n {
-                            let batch = consumer
-                                .poll(READ_MAX, Duration::from_millis(100))
+                            consumer
+                                .poll_with(READ_MAX, Duration::from_millis(100), |runs| {
+                                    for run in runs {
+                                        for r in run.records {
+                                            rec.record(r.ts_us);
+                                        }
+                                    }
+                                })
                                 .expect("poll");
-                            for r in batch.iter() {
-                                rec.record(r.value.ts_us);
-                            }
                         }
                         consumer.close();
                         Some(rec.hist)

@@ -48,7 +48,7 @@ pub const PER_SAMPLE: u64 = 64;
 pub enum PingSystem {
     /// telering ring (`ring::spsc_with`), `publish` / `read_with` polled.
     Ring(SlotLayout),
-    /// telering engine, `send_to` / `Consumer::poll` with `BusySpin`.
+    /// telering engine, `send_to` / `Consumer::poll_with` with `BusySpin`.
     Engine(SlotLayout),
     /// disruptor `publish` / `EventPoller::take(1)`, polled.
     Disruptor,
@@ -168,13 +168,13 @@ pub fn run(system: PingSystem, samples: u64, warmup: u64, pins: &Pins) -> PingRe
             let (mut p_ping, mut c_ping) = end("ping");
             let (mut p_pong, mut c_pong) = end("pong");
             let tmpl = template();
-            // `poll` waits (busy-spinning) until the echo is there.
+            // `poll_with` waits (busy-spinning) until the echo is there and
+            // reads it in place.
             let recv = |c: &mut Consumer<Reading>| {
-                c.poll(1, Duration::from_secs(10))
-                    .expect("poll")
-                    .iter()
-                    .next()
-                    .map(|r| r.value.ts_us)
+                c.poll_with(1, Duration::from_secs(10), |runs| {
+                    runs.iter().next().map(|r| r.records[0].ts_us)
+                })
+                .expect("poll")
             };
             pair(
                 pins,
