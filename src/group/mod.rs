@@ -36,6 +36,7 @@ mod assign;
 mod config;
 pub mod consumer;
 
+use crossbeam_utils::CachePadded;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -58,8 +59,11 @@ pub enum GroupMode {
     Broadcast,
 }
 
-/// Delivery counters of one member, written only by that member.
+/// Delivery counters of one member, written only by that member on every
+/// poll. Aligned to 128 bytes (two lines, for the adjacent-line prefetcher)
+/// so that members polling on other cores never share its line.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub(crate) struct MemberStats {
     pub(crate) delivered: AtomicU64,
     pub(crate) missed: AtomicU64,
@@ -104,8 +108,15 @@ pub(crate) struct MemberEntry {
 pub(crate) const NO_COMMIT: u64 = u64::MAX;
 
 /// A committed offset, shared by the group and the member that owns the
-/// partition now (which alone stores it); [`NO_COMMIT`] before the first.
-pub(crate) type Committed = std::sync::Arc<AtomicU64>;
+/// partition now (which alone stores it, on every poll with auto-commit);
+/// [`NO_COMMIT`] before the first. Cache-padded: the committed offsets of
+/// partitions read on other cores never share a line with it.
+pub(crate) type Committed = std::sync::Arc<CachePadded<AtomicU64>>;
+
+/// A new [`Committed`] holding `offset`.
+pub(crate) fn committed(offset: u64) -> Committed {
+    std::sync::Arc::new(CachePadded::new(AtomicU64::new(offset)))
+}
 
 /// Cluster-group state of one partition.
 pub(crate) struct GroupPartition<T> {
@@ -258,7 +269,7 @@ impl<T: Copy + Send> Group<T> {
                 let gp = st.parts.entry(tp).or_insert_with(|| GroupPartition {
                     ring: ring.clone(),
                     gate: None,
-                    committed: std::sync::Arc::new(AtomicU64::new(stored.unwrap_or(NO_COMMIT))),
+                    committed: committed(stored.unwrap_or(NO_COMMIT)),
                     owner: None,
                     missed_at_join: 0,
                 });

@@ -103,6 +103,7 @@ impl Gates {
     }
 
     /// The gate's current position.
+    #[inline]
     pub(crate) fn get(&self, id: GateId) -> u64 {
         self.slots[id.0].load(Ordering::Relaxed)
     }

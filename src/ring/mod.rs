@@ -620,6 +620,7 @@ impl<T: Copy + Send> Ring<T> {
         self.gates.advance(id, pos);
     }
 
+    #[inline]
     pub(crate) fn gate_position(&self, id: GateId) -> u64 {
         self.gates.get(id)
     }

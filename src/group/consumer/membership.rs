@@ -1,7 +1,7 @@
 //! Membership: subscribing, and taking and handing back partitions as the
 //! group rebalances (cluster) or as the subscription changes (broadcast).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use super::{Consumer, Owned};
 use crate::error::ConsumerError;
@@ -96,7 +96,7 @@ impl<T: Copy + Send + 'static> Consumer<T> {
                             Some(from) => want.max(from).min(start),
                             None => start,
                         };
-                        let committed = std::sync::Arc::new(AtomicU64::new(pos));
+                        let committed = crate::group::committed(pos);
                         let tp = TopicPartition {
                             topic: tid,
                             partition: p as u32,

@@ -208,7 +208,10 @@ impl<T: Copy + Send + 'static> Consumer<T> {
         if self.config.auto_commit {
             self.commit();
         }
-        let (len, missed) = self.gather_runs(max, timeout)?;
+        let (len, missed) = match self.runs_at_once(max)? {
+            Some(got) => got,
+            None => self.gather_runs(max, timeout)?,
+        };
         let runs = Runs {
             owned: &self.owned,
             scratch: &self.scratch,
@@ -217,6 +220,51 @@ impl<T: Copy + Send + 'static> Consumer<T> {
             missed,
         };
         Ok(f(&runs))
+    }
+
+    /// The common case first: no rebalance to follow, no gathering asked
+    /// for, and records there already. One pass over the partitions;
+    /// `None` when it found nothing (and took nothing), so the caller waits
+    /// in [`Consumer::gather_runs`].
+    #[inline]
+    fn runs_at_once(&mut self, max: usize) -> Result<Option<(usize, u64)>, ConsumerError> {
+        let settled = match self.config.mode {
+            GroupMode::Broadcast => true,
+            GroupMode::Cluster => {
+                self.pending.is_empty()
+                    // Acquire: pairs with the Release bump in `rebalance`.
+                    && self.group.generation.load(Ordering::Acquire) == self.generation
+            }
+        };
+        if !settled || self.pending_missed > 0 || self.config.fetch_min > 1 {
+            return Ok(None);
+        }
+        self.runs.clear();
+        self.scratch.clear();
+        if self.scratch.capacity() < max {
+            self.scratch.reserve(max);
+        }
+        let k = self.owned.len();
+        if self.rr >= k {
+            self.rr = 0;
+        }
+        let (mut total, mut missed) = (0, 0);
+        let mut i = self.rr;
+        for _ in 0..k {
+            if total >= max {
+                break;
+            }
+            let (n, lost) = self.take_from(i, max - total)?;
+            total += n;
+            missed += lost;
+            i = if i + 1 == k { 0 } else { i + 1 };
+        }
+        if total == 0 && missed == 0 {
+            return Ok(None);
+        }
+        self.rr += 1;
+        self.stats.add(total as u64, missed);
+        Ok(Some((total, missed)))
     }
 
     /// Finds the runs of one `poll_with`: `(records, missed)`.
@@ -321,7 +369,27 @@ impl<T: Copy + Send + 'static> Consumer<T> {
     }
 
     /// Takes up to `room` records of `owned[i]` as runs: `(taken, missed)`.
+    /// In place when the ring lends them (the hot path, inlined); copied
+    /// otherwise ([`Consumer::take_copied`]).
+    #[inline]
     fn take_from(&mut self, i: usize, room: usize) -> Result<(usize, u64), ConsumerError> {
+        let o = &mut self.owned[i];
+        if !o.replaying {
+            if let Some((base, n)) = o.ring.take_run(&mut o.cursor, room) {
+                if n > 0 {
+                    let tp = o.tp;
+                    self.push_run(tp.topic, tp.partition, base, n, Source::Ring(i));
+                }
+                return Ok((n, 0));
+            }
+        }
+        self.take_copied(i, room)
+    }
+
+    /// [`Consumer::take_from`] for what is not lent in place: records read
+    /// back from the journal, and rings whose layout or policy needs a copy.
+    #[inline(never)]
+    fn take_copied(&mut self, i: usize, room: usize) -> Result<(usize, u64), ConsumerError> {
         let mut taken = 0;
         let mut missed = 0;
         let tp = self.owned[i].tp;
@@ -379,6 +447,7 @@ impl<T: Copy + Send + 'static> Consumer<T> {
     /// Appends a run, merged into an earlier one it continues (a poll
     /// gathering towards `fetch_min` reads a partition several times), so
     /// the list holds about one run per partition.
+    #[inline]
     fn push_run(&mut self, topic: TopicId, partition: u32, base: u64, len: usize, source: Source) {
         let last = self.runs.len().checked_sub(1);
         for (j, r) in self.runs.iter_mut().enumerate().rev() {
