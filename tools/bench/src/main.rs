@@ -6,7 +6,9 @@
 //!
 //! In one run it measures
 //! - the floors of this machine: core-to-core one-way latency (pinned atomic
-//!   ping-pong), memcpy bandwidth over a ring-sized (2 MiB) buffer, and the
+//!   ping-pong), memcpy bandwidth over a ring-sized (2 MiB) buffer, an ideal
+//!   streaming transfer of 256-record blocks between the two pinned cores
+//!   (`floors::stream`, the floor of the batched SPSC scenario), and the
 //!   cost of a clock read;
 //! - throughput, M records/s, of the same scenarios as the criterion benches
 //!   (`benches/ring.rs`, `benches/engine.rs`; shared code in `scenarios`),
@@ -20,7 +22,8 @@
 //!   journaled batched publish through the engine under `fsync = interval`
 //!   against it, and the durable latency of one record at a time per fsync
 //!   mode; `--journal-only` runs only this (and the machine floors);
-//! - and whether the performance targets were met (`targets.rs`).
+//! - and whether the performance targets were met (`targets.rs`), each
+//!   judged on telering's bare-ring row and on its engine-API row.
 //!
 //! The report, as tables or as one JSON object, is written by `report.rs`.
 //!
@@ -147,6 +150,27 @@ impl ScenarioResult {
             .max_by(|a, b| a.median().total_cmp(&b.median()))
     }
 
+    /// The fastest (median) of telering's rows of one layer: the bare ring
+    /// ([`Kind::Ring`]) or the engine API ([`Kind::Engine`]), either slot
+    /// layout. `None` when the scenario has no such row (in this run).
+    fn layer(&self, layer: Layer) -> Option<&Row> {
+        let kind = layer.kind();
+        self.rows
+            .iter()
+            .filter(|r| r.system.kind == kind)
+            .max_by(|a, b| a.median().total_cmp(&b.median()))
+    }
+
+    /// [`Self::layer`]'s row over the best peer, on medians.
+    fn layer_ratio(&self, layer: Layer) -> Option<f64> {
+        Some(self.layer(layer)?.median() / self.best_peer()?.median())
+    }
+
+    /// The row of the system called `name`.
+    fn row(&self, name: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.system.name == name)
+    }
+
     fn best_peer(&self) -> Option<&Row> {
         self.rows
             .iter()
@@ -170,6 +194,33 @@ impl ScenarioResult {
 
     fn oversubscribed(&self, pins: &Pins) -> bool {
         pins.oversubscribed(self.scenario.threads)
+    }
+}
+
+/// Which of telering's layers a row or a verdict is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layer {
+    /// The bare ring (`ring::spsc_with`: `Writer` / `Reader`).
+    Ring,
+    /// The engine API (topics, `Producer`, consumer groups).
+    Engine,
+}
+
+impl Layer {
+    const BOTH: [Self; 2] = [Self::Ring, Self::Engine];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ring => "ring",
+            Self::Engine => "engine",
+        }
+    }
+
+    fn kind(self) -> Kind {
+        match self {
+            Self::Ring => Kind::Ring,
+            Self::Engine => Kind::Engine,
+        }
     }
 }
 
@@ -197,8 +248,8 @@ fn main() -> ExitCode {
     );
 
     // ----- floors -----
-    eprintln!("measuring floors (core-to-core ping-pong, memcpy 2 MiB, clock) ...");
-    let fl = floors::measure(&pins, quick);
+    eprintln!("measuring floors (core-to-core ping-pong, memcpy 2 MiB, streaming 256-record blocks core to core, clock) ...");
+    let mut fl = floors::measure(&pins, quick);
 
     // ----- throughput -----
     let (only_scenario, only_system) = match args.only.as_deref() {
@@ -253,6 +304,20 @@ fn main() -> ExitCode {
     for rep in 0..reps {
         for res in results.iter_mut() {
             eprint!("run {}/{reps} {:<15}", rep + 1, res.scenario.id);
+            // The streaming floor again beside the batched rows, in the same
+            // machine state as they (the vCPUs move between runs here), as
+            // long as the longest of them.
+            if res.scenario.id == "spsc_batch" {
+                let n = res
+                    .rows
+                    .iter()
+                    .map(|r| r.records)
+                    .max()
+                    .unwrap_or(calibration);
+                let mrps = n as f64 / floors::stream(n, &pins).as_secs_f64() / 1e6;
+                fl.add_stream_run(n, mrps);
+                eprint!(" stream-floor {mrps:.1}");
+            }
             for row in res.rows.iter_mut() {
                 let t = (row.system.run)(row.records, &pins);
                 let mrps = row.records as f64 / t.as_secs_f64() / 1e6;
