@@ -2,8 +2,10 @@
 //!
 //! Groups:
 //! - `publish_to_poll`: one topic with one partition and one cluster-group
-//!   member, `Producer::send_to` (one record) and `send_batch_to` (256) to
-//!   `Consumer::poll`, next to the bare ring (`ring::spsc`) it is built on;
+//!   member, `Producer::send_to` (one record) and `send_batch_with` (256,
+//!   written in place) to the zero-copy `Consumer::poll_with`, next to the
+//!   bare ring (`ring::spsc`) it is built on and the peers of the same SPSC
+//!   scenarios (disruptor, rtrb, crossbeam, std);
 //! - `broadcast_1to2`: a broadcast group of two members (both read every
 //!   record) against disruptor with two handlers, two rtrb rings and two
 //!   crossbeam channels fed by the producer;
@@ -26,7 +28,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 mod common;
 
 use common::bench_scenario;
-use telering_bench::scenarios::{self, Kind, Pins};
+use telering_bench::scenarios::{self, Pins};
 
 fn engine(c: &mut Criterion) {
     // The core list first, before any thread is pinned.
@@ -39,17 +41,13 @@ fn engine(c: &mut Criterion) {
             .unwrap_or_else(|| panic!("scenario {id}"))
     };
 
-    // publish-to-poll: the engine rows of the SPSC scenarios, plus the ring.
+    // publish-to-poll: the SPSC scenarios, engine API beside ring and peers.
     let single = find("spsc_single");
     let batch = find("spsc_batch");
     let mut group = c.benchmark_group("publish_to_poll");
     group.throughput(Throughput::Elements(1));
     for (label, s) in [("single", single), ("batch256", batch)] {
-        for system in s
-            .systems
-            .iter()
-            .filter(|sys| matches!(sys.kind, Kind::Engine | Kind::Ring))
-        {
+        for system in &s.systems {
             group.bench_function(format!("{}/{label}", system.name), |b| {
                 b.iter_custom(|records| (system.run)(records, &pins))
             });
