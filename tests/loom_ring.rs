@@ -194,6 +194,45 @@ fn block_read_with_wraps_in(layout: SlotLayout) {
     writer.join().unwrap();
 }
 
+/// 3b. The in-place read of the consumer API (`Consumer::poll_with`) holds a
+///     borrow of a slot while user code runs, and releases the slot only
+///     after it: here the borrow is held across a yield (the writer, wanting
+///     to wrap around a 2-slot ring, may run then) and the slot is read
+///     again afterwards. The gate must not have let the writer reuse it: the
+///     value is still the record of that offset.
+#[test]
+fn block_in_place_borrow_holds_the_slot_across_a_yield() {
+    for layout in LAYOUTS {
+        model(move || block_in_place_borrow_in(layout));
+    }
+}
+
+fn block_in_place_borrow_in(layout: SlotLayout) {
+    let (mut w, mut r) = spsc_with::<u64>(2, OverflowPolicy::Block, layout).unwrap();
+    let writer = thread::spawn(move || {
+        for i in 0..3 {
+            assert_eq!(w.publish(i), Ok(i));
+        }
+    });
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let n = r.read_with(2, |offset, v| {
+            let first = *v;
+            thread::yield_now();
+            // Read again through the same borrow, after the writer had the
+            // chance to run.
+            assert_eq!(*v, first, "slot of offset {offset} reused while borrowed");
+            assert_eq!(first, offset, "slot holds a record of another lap");
+            seen.push(first);
+        });
+        if n == 0 {
+            thread::yield_now();
+        }
+    }
+    assert_eq!(seen, [0, 1, 2]);
+    writer.join().unwrap();
+}
+
 /// 4. `Reject`: every attempt is either accepted or rejected (and counted),
 ///    and the reader gets exactly the accepted records, in order.
 #[test]
