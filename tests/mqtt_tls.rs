@@ -53,6 +53,43 @@ fn leaf_cn(dir: &Path, stem: &str, ca: &Ca, cn: &str, names: &[&str]) -> (PathBu
     (c, k)
 }
 
+/// A server CA and a client CA (both written to `dir`), and a server
+/// certificate for `localhost` from the first.
+struct Mtls {
+    ca_file: PathBuf,
+    clients: Ca,
+    clients_file: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn mtls(dir: &Path) -> Mtls {
+    let server_ca = ca("server CA");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &server_ca.pem).unwrap();
+    let clients = ca("client CA");
+    let clients_file = dir.join("clients.pem");
+    std::fs::write(&clients_file, &clients.pem).unwrap();
+    let (cert, key) = leaf(dir, "server", &server_ca, &["localhost"]);
+    Mtls {
+        ca_file,
+        clients,
+        clients_file,
+        cert,
+        key,
+    }
+}
+
+/// A password file with one user who is none of the test's devices: it
+/// puts the default ACL in force (`sensors/<user name>/...`).
+fn password_file_for_someone_else(dir: &Path) -> PathBuf {
+    let passwords = dir.join("passwords");
+    let mut file = telering::mqtt::auth::PasswordFile::new();
+    file.set("someone-else", b"pw").unwrap();
+    file.save(&passwords).unwrap();
+    passwords
+}
+
 fn have_mosquitto_pub() -> bool {
     if Command::new("mosquitto_pub").arg("--help").output().is_ok() {
         return true;
@@ -168,13 +205,13 @@ fn mutual_tls_needs_a_client_certificate_from_the_client_ca() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let ca1 = ca("server CA");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca1.pem).unwrap();
-    let clients = ca("client CA");
-    let clients_file = dir.path().join("clients.pem");
-    std::fs::write(&clients_file, &clients.pem).unwrap();
-    let (cert, key) = leaf(dir.path(), "server", &ca1, &["localhost"]);
+    let Mtls {
+        ca_file,
+        clients,
+        clients_file,
+        cert,
+        key,
+    } = mtls(dir.path());
     let (ccert, ckey) = leaf(dir.path(), "device", &clients, &["dev-7"]);
     let s = start(TlsSection {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -234,19 +271,16 @@ fn the_certificate_cn_is_the_user_name_for_the_acl() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let ca1 = ca("server CA");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca1.pem).unwrap();
-    let clients = ca("client CA");
-    let clients_file = dir.path().join("clients.pem");
-    std::fs::write(&clients_file, &clients.pem).unwrap();
-    let (cert, key) = leaf(dir.path(), "server", &ca1, &["localhost"]);
+    let Mtls {
+        ca_file,
+        clients,
+        clients_file,
+        cert,
+        key,
+    } = mtls(dir.path());
     let (ccert, ckey) = leaf(dir.path(), "device", &clients, &["dev-7"]);
     // A password file puts the default ACL in force: sensors/<user>/...
-    let passwords = dir.path().join("passwords");
-    let mut file = telering::mqtt::auth::PasswordFile::new();
-    file.set("someone-else", b"pw").unwrap();
-    file.save(&passwords).unwrap();
+    let passwords = password_file_for_someone_else(dir.path());
     let s = start_with(
         TlsSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -294,13 +328,13 @@ fn mosquitto_sub_over_tls_and_mutual_tls_is_answered_with_a_refusal() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let ca1 = ca("server CA");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca1.pem).unwrap();
-    let clients = ca("client CA");
-    let clients_file = dir.path().join("clients.pem");
-    std::fs::write(&clients_file, &clients.pem).unwrap();
-    let (cert, key) = leaf(dir.path(), "server", &ca1, &["localhost"]);
+    let Mtls {
+        ca_file,
+        clients,
+        clients_file,
+        cert,
+        key,
+    } = mtls(dir.path());
     let (ccert, ckey) = leaf(dir.path(), "device", &clients, &["dev-7"]);
     let ca_arg = ca_file.to_str().unwrap();
     let client_args = [
@@ -351,11 +385,7 @@ fn mosquitto_sub_over_tls_and_mutual_tls_is_answered_with_a_refusal() {
             identity: Default::default(),
         },
         |c| {
-            let passwords = dir.path().join("passwords");
-            let mut file = telering::mqtt::auth::PasswordFile::new();
-            file.set("someone-else", b"pw").unwrap();
-            file.save(&passwords).unwrap();
-            c.auth.password_file = Some(passwords);
+            c.auth.password_file = Some(password_file_for_someone_else(dir.path()));
         },
     );
     let port = s.tls_addr().unwrap().port();
@@ -386,13 +416,13 @@ fn the_certificate_san_can_be_the_user_name_instead() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let ca1 = ca("server CA");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca1.pem).unwrap();
-    let clients = ca("client CA");
-    let clients_file = dir.path().join("clients.pem");
-    std::fs::write(&clients_file, &clients.pem).unwrap();
-    let (cert, key) = leaf(dir.path(), "server", &ca1, &["localhost"]);
+    let Mtls {
+        ca_file,
+        clients,
+        clients_file,
+        cert,
+        key,
+    } = mtls(dir.path());
     let (ccert, ckey) = leaf_cn(
         dir.path(),
         "device",
@@ -400,10 +430,7 @@ fn the_certificate_san_can_be_the_user_name_instead() {
         "greenhouse-4",
         &["dev-9.fleet"],
     );
-    let passwords = dir.path().join("passwords");
-    let mut file = telering::mqtt::auth::PasswordFile::new();
-    file.set("someone-else", b"pw").unwrap();
-    file.save(&passwords).unwrap();
+    let passwords = password_file_for_someone_else(dir.path());
     let s = start_with(
         TlsSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),

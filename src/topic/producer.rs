@@ -172,15 +172,7 @@ impl<T: Copy + Send> Producer<T> {
     /// Sends a batch to `partition` in one claim per ring's worth; returns the
     /// first offset. Under `Reject`, [`BatchError::Full`] says how many went in.
     pub fn send_batch_to(&mut self, partition: u32, values: &[T]) -> Result<u64, BatchSendError> {
-        let partitions = self.partitions();
-        let w =
-            self.writers
-                .get_mut(partition as usize)
-                .ok_or(BatchSendError::NoSuchPartition {
-                    partition,
-                    partitions,
-                })?;
-        Ok(w.publish_slice(values)?)
+        Ok(self.batch_writer(partition)?.publish_slice(values)?)
     }
 
     /// Claims `n` slots of `partition`, writes slot `i` with `fill(i)` in
@@ -196,15 +188,19 @@ impl<T: Copy + Send> Producer<T> {
         n: usize,
         fill: impl FnMut(usize) -> T,
     ) -> Result<usize, BatchSendError> {
+        Ok(self.batch_writer(partition)?.publish_with(n, fill)?)
+    }
+
+    /// The writer of `partition`, for a batch send.
+    #[inline]
+    fn batch_writer(&mut self, partition: u32) -> Result<&mut Writer<T>, BatchSendError> {
         let partitions = self.partitions();
-        let w =
-            self.writers
-                .get_mut(partition as usize)
-                .ok_or(BatchSendError::NoSuchPartition {
-                    partition,
-                    partitions,
-                })?;
-        Ok(w.publish_with(n, fill)?)
+        self.writers
+            .get_mut(partition as usize)
+            .ok_or(BatchSendError::NoSuchPartition {
+                partition,
+                partitions,
+            })
     }
 
     /// The writer of one partition.

@@ -26,10 +26,18 @@ pub struct Record<T> {
 
 /// `now + d`, saturating at a point decades away: a timeout of
 /// `Duration::MAX` means "wait as long as it takes", not a panic.
-pub(super) fn later(now: Instant, d: Duration) -> Instant {
+fn later(now: Instant, d: Duration) -> Instant {
     now.checked_add(d)
         .or_else(|| now.checked_add(Duration::from_secs(1 << 30)))
         .unwrap_or(now)
+}
+
+/// What one [`Consumer::wait_step`] says.
+pub(super) enum Waited {
+    /// Look for records again.
+    Again,
+    /// The poll's time is up: return what there is (nothing).
+    TimedOut,
 }
 
 /// Readiness checks a poll that found nothing makes before it reads the
@@ -121,7 +129,7 @@ impl<T: Copy + Send + 'static> super::Owned<T> {
 }
 
 /// Slice of waiting between checks for rebalances.
-pub(super) const REBALANCE_CHECK: Duration = Duration::from_millis(20);
+const REBALANCE_CHECK: Duration = Duration::from_millis(20);
 
 /// Most records one [`Consumer::poll`] returns, whatever `max` asks for (as
 /// Kafka's `max.poll.records`): the poll buffer is sized for `max` up front,
@@ -226,49 +234,66 @@ impl<T: Copy + Send + 'static> Consumer<T> {
                     missed: missed + taken_over,
                 });
             }
-            // Drained only once no assigned partition is still being handed
-            // over by its previous owner.
-            if self.topics.is_closed() && self.pending.is_empty() {
-                return Err(ConsumerError::EngineClosed);
-            }
-            // A poll that may not wait returns without reading the clock.
-            if timeout.is_zero() {
-                return Ok(Batch {
-                    records: &self.buf,
-                    missed: 0,
-                });
-            }
-            // Once per poll (a closed ring also reads as ready).
-            if !spun {
-                spun = true;
-                if self.spin_for_records() {
-                    continue;
+            match self.wait_step(&mut deadline, &mut spun, timeout)? {
+                Waited::Again => {}
+                Waited::TimedOut => {
+                    return Ok(Batch {
+                        records: &self.buf,
+                        missed: 0,
+                    })
                 }
             }
-            let now = Instant::now();
-            let deadline = *deadline.get_or_insert(later(now, timeout));
-            if now >= deadline {
-                return Ok(Batch {
-                    records: &self.buf,
-                    missed: 0,
-                });
-            }
-            let slice_end = deadline.min(now + REBALANCE_CHECK);
-            if self.owned.is_empty() {
-                std::thread::sleep(slice_end - now);
-            } else {
-                let owned = &self.owned;
-                wait_until(
-                    || {
-                        owned
-                            .iter()
-                            .map(|o| (&*o.ring as &dyn Wakeable, o.cursor.position()))
-                    },
-                    self.config.wait,
-                    Some(slice_end),
-                );
+        }
+    }
+
+    /// One step of waiting for a poll that found nothing: an error once the
+    /// engine is closed and drained; `TimedOut` at once for a zero timeout,
+    /// or once the deadline (set at the first wait) has passed; otherwise a
+    /// brief spin (once per poll) or a wait of at most [`REBALANCE_CHECK`],
+    /// after which the caller looks again.
+    pub(super) fn wait_step(
+        &self,
+        deadline: &mut Option<Instant>,
+        spun: &mut bool,
+        timeout: Duration,
+    ) -> Result<Waited, ConsumerError> {
+        // Drained only once no assigned partition is still being handed
+        // over by its previous owner.
+        if self.topics.is_closed() && self.pending.is_empty() {
+            return Err(ConsumerError::EngineClosed);
+        }
+        // A poll that may not wait returns without reading the clock.
+        if timeout.is_zero() {
+            return Ok(Waited::TimedOut);
+        }
+        // Once per poll (a closed ring also reads as ready).
+        if !*spun {
+            *spun = true;
+            if self.spin_for_records() {
+                return Ok(Waited::Again);
             }
         }
+        let now = Instant::now();
+        let deadline = *deadline.get_or_insert(later(now, timeout));
+        if now >= deadline {
+            return Ok(Waited::TimedOut);
+        }
+        let slice_end = deadline.min(now + REBALANCE_CHECK);
+        if self.owned.is_empty() {
+            std::thread::sleep(slice_end - now);
+        } else {
+            let owned = &self.owned;
+            wait_until(
+                || {
+                    owned
+                        .iter()
+                        .map(|o| (&*o.ring as &dyn Wakeable, o.cursor.position()))
+                },
+                self.config.wait,
+                Some(slice_end),
+            );
+        }
+        Ok(Waited::Again)
     }
 
     /// Before a poll that found nothing reads the clock and starts to

@@ -23,11 +23,10 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::poll::{later, REBALANCE_CHECK};
+use super::poll::Waited;
 use super::{Consumer, Owned};
 use crate::error::ConsumerError;
 use crate::group::GroupMode;
-use crate::ring::{wait_until, Wakeable};
 use crate::topic::TopicId;
 
 /// Where a run's records are.
@@ -244,21 +243,7 @@ impl<T: Copy + Send + 'static> Consumer<T> {
         if self.scratch.capacity() < max {
             self.scratch.reserve(max);
         }
-        let k = self.owned.len();
-        if self.rr >= k {
-            self.rr = 0;
-        }
-        let (mut total, mut missed) = (0, 0);
-        let mut i = self.rr;
-        for _ in 0..k {
-            if total >= max {
-                break;
-            }
-            let (n, lost) = self.take_from(i, max - total)?;
-            total += n;
-            missed += lost;
-            i = if i + 1 == k { 0 } else { i + 1 };
-        }
+        let (total, missed) = self.take_round(max, 0)?;
         if total == 0 && missed == 0 {
             return Ok(None);
         }
@@ -299,22 +284,8 @@ impl<T: Copy + Send + 'static> Consumer<T> {
             // Missed at a takeover is already in the stats (sync_cluster).
             let taken_over = std::mem::take(&mut self.pending_missed);
             missed_total += taken_over;
-            let mut missed = 0;
-            let k = self.owned.len();
-            // Round-robin start, without a division per poll.
-            if self.rr >= k {
-                self.rr = 0;
-            }
-            let mut i = self.rr;
-            for _ in 0..k {
-                if total >= max {
-                    break;
-                }
-                let (n, lost) = self.take_from(i, max - total)?;
-                total += n;
-                missed += lost;
-                i = if i + 1 == k { 0 } else { i + 1 };
-            }
+            let (n, missed) = self.take_round(max, total)?;
+            total += n;
             self.rr += 1;
             self.stats.add(0, missed);
             missed_total += missed;
@@ -329,43 +300,34 @@ impl<T: Copy + Send + 'static> Consumer<T> {
                 self.stats.add(total as u64, 0);
                 return Ok((total, missed_total));
             }
-            // Drained only once no assigned partition is still being handed
-            // over by its previous owner.
-            if self.topics.is_closed() && self.pending.is_empty() {
-                return Err(ConsumerError::EngineClosed);
-            }
-            // A poll that may not wait returns without reading the clock.
-            if timeout.is_zero() {
-                return Ok((0, 0));
-            }
-            // Once per poll (a closed ring also reads as ready).
-            if !spun {
-                spun = true;
-                if self.spin_for_records() {
-                    continue;
-                }
-            }
-            let now = Instant::now();
-            let deadline = *deadline.get_or_insert(later(now, timeout));
-            if now >= deadline {
-                return Ok((0, 0));
-            }
-            let slice_end = deadline.min(now + REBALANCE_CHECK);
-            if self.owned.is_empty() {
-                std::thread::sleep(slice_end - now);
-            } else {
-                let owned = &self.owned;
-                wait_until(
-                    || {
-                        owned
-                            .iter()
-                            .map(|o| (&*o.ring as &dyn Wakeable, o.cursor.position()))
-                    },
-                    self.config.wait,
-                    Some(slice_end),
-                );
+            match self.wait_step(&mut deadline, &mut spun, timeout)? {
+                Waited::Again => {}
+                Waited::TimedOut => return Ok((0, 0)),
             }
         }
+    }
+
+    /// One pass over the owned partitions from the round-robin start,
+    /// taking up to `max - taken` records: `(taken now, missed)`.
+    #[inline]
+    fn take_round(&mut self, max: usize, taken: usize) -> Result<(usize, u64), ConsumerError> {
+        let k = self.owned.len();
+        // Round-robin start, without a division per poll.
+        if self.rr >= k {
+            self.rr = 0;
+        }
+        let (mut total, mut missed) = (taken, 0);
+        let mut i = self.rr;
+        for _ in 0..k {
+            if total >= max {
+                break;
+            }
+            let (n, lost) = self.take_from(i, max - total)?;
+            total += n;
+            missed += lost;
+            i = if i + 1 == k { 0 } else { i + 1 };
+        }
+        Ok((total - taken, missed))
     }
 
     /// Takes up to `room` records of `owned[i]` as runs: `(taken, missed)`.
