@@ -322,7 +322,13 @@ impl<T: Copy + Send + 'static> Consumer<T> {
             if total >= max {
                 break;
             }
-            let (n, lost) = self.take_from(i, max - total)?;
+            let (n, lost) = match self.take_from(i, max - total) {
+                Ok(got) => got,
+                // Hand over what was taken already (its cursors moved); the
+                // error comes back at the next poll.
+                Err(_) if !self.runs.is_empty() || missed > 0 => break,
+                Err(e) => return Err(e),
+            };
             total += n;
             missed += lost;
             i = if i + 1 == k { 0 } else { i + 1 };
