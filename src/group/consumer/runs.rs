@@ -164,10 +164,10 @@ impl<'a, T: Copy + Send + 'static> Iterator for RunIter<'a, T> {
         match d.source {
             Source::Scratch(from) => Some(run(d.base, &self.scratch[from..from + d.len])),
             Source::Ring(i) => {
-                // SAFETY: the run was taken with `take_run` from this ring by
-                // the member that lent it, whose gate stays at or below it
-                // while `'a` lasts: the gate moves only through `&mut`
+                // The run was taken with `take_run` from this ring by the
+                // member that lent it; its gate moves only through `&mut`
                 // methods of the member, which `'a` borrows (module docs).
+                // SAFETY: so the gate stays at or below the run while `'a` lasts.
                 let (a, b) = unsafe { self.owned[i].ring.run_slices(d.base, d.len) };
                 if !b.is_empty() {
                     self.wrapped = Some(run(d.base + a.len() as u64, b));

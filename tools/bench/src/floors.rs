@@ -213,14 +213,14 @@ struct Blocks(Box<[UnsafeCell<Block>]>);
 #[repr(C, align(128))]
 struct Block([Reading; BATCH]);
 
-// SAFETY: the two threads never touch one block at the same time. The
-// producer writes block `b` (at index `b % STREAM_BLOCKS`) only once the
+// The producer writes block `b` (at index `b % STREAM_BLOCKS`) only once the
 // consumer has counted block `b - STREAM_BLOCKS`, the previous user of that
 // index, as read (`consumed > b - STREAM_BLOCKS`, loaded with Acquire after
 // the consumer's Release store), and the consumer reads block `b` only once
 // the producer has counted it as written (`published > b`, Acquire after
 // Release). Those pairs also order each access after the other side's last
 // one. `Reading` is plain `Copy` data, so sharing it between threads is sound.
+// SAFETY: as just said, the two threads never touch one block at once.
 unsafe impl Sync for Blocks {}
 
 /// The ideal streaming transfer between the two pinned cores (roles 0 and
@@ -273,10 +273,10 @@ pub fn stream(n: u64, pins: &Pins) -> Duration {
                         }
                     }
                     backoff.reset();
-                    // SAFETY: `b < consumed + ring`: the consumer is done with
-                    // block `b - ring`, the last one at this index, and reads
-                    // block `b` only after `published` passes `b` (below), so
-                    // this is the only reference to the block while it lives.
+                    // `b < consumed + ring`: the consumer is done with block
+                    // `b - ring`, the last one at this index, and reads block
+                    // `b` only after `published` passes `b` (below).
+                    // SAFETY: so this is the only reference to the block.
                     let block = unsafe { &mut *blocks.0[(b % ring) as usize].get() };
                     let base = b * BATCH as u64;
                     for (j, slot) in block.0[..len(b)].iter_mut().enumerate() {
@@ -306,9 +306,10 @@ pub fn stream(n: u64, pins: &Pins) -> Duration {
                         }
                     }
                     backoff.reset();
-                    // SAFETY: `b < published`: the producer has written this
-                    // block and writes its index again only after `consumed`
-                    // passes `b` (below), so it is not being written now.
+                    // `b < published`: the producer has written this block and
+                    // writes its index again only after `consumed` passes `b`
+                    // (below).
+                    // SAFETY: so the block is not being written now.
                     let block = unsafe { &*blocks.0[(b % ring) as usize].get() };
                     for r in &block.0[..len(b)] {
                         sum = sum.wrapping_add(r.ts_us);
