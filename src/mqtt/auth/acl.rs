@@ -159,11 +159,7 @@ impl Acl {
     /// Reads and parses the ACL file at `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<Acl, AuthFileError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| AuthFileError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse_text(&text, Some(path))
+        Self::parse_text(&super::read_file(path)?, Some(path))
     }
 
     /// Parses the text of an ACL file (errors name no file).

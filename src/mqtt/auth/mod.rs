@@ -87,6 +87,14 @@ pub use password::{PasswordFile, DEFAULT_ITERATIONS, HASH_LEN, SALT_LEN};
 
 use std::path::PathBuf;
 
+/// Reads a password or ACL file, naming it in the error.
+fn read_file(path: &std::path::Path) -> Result<String, AuthFileError> {
+    std::fs::read_to_string(path).map_err(|source| AuthFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// An error loading or saving a password or ACL file.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthFileError {
