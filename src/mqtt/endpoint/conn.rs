@@ -93,33 +93,43 @@ pub(crate) async fn serve(mut stream: TcpStream, shard: Rc<Shard>, shared: Arc<S
     let Some((connect, slot)) = admit(&mut stream, ip, &mut inbuf, &shared, None).await else {
         return;
     };
-    // Affinity: a device mostly publishes its own id, so the connection is
-    // served by the shard that owns `partition(client id)`, where its
-    // records need no hand-off. (A client with no id stays where it is.)
-    let home = match connect.client_id.as_bytes() {
-        [] => shard.index(),
-        id => shard.home_of(id),
-    };
+    let home = home_shard(&shard, &connect);
     if home != shard.index() {
         match stream.into_std() {
-            Ok(std) => {
-                let moved = Moved {
-                    stream: std,
+            Ok(std) => hand_over(
+                Moved {
+                    stream: MovedStream::Tcp(std),
                     inbuf,
                     connect,
                     slot,
-                };
-                if shared.adopt[home].send(moved).is_ok() {
-                    // The adopting shard counts it from here on.
-                    live.hand_over();
-                }
-            }
+                },
+                home,
+                live,
+                &shared,
+            ),
             Err(e) => tracing::debug!("cannot move a connection to its shard: {e}"),
         }
         return;
     }
     serve_connected(stream, inbuf, connect, slot, shard, shared.clone()).await;
     drop(live);
+}
+
+/// Affinity: a device mostly publishes its own id, so the connection is
+/// served by the shard that owns `partition(client id)`, where its records
+/// need no hand-off. (A client with no id stays where it is.)
+fn home_shard(shard: &Shard, connect: &codec::Connect) -> usize {
+    match connect.client_id.as_bytes() {
+        [] => shard.index(),
+        id => shard.home_of(id),
+    }
+}
+
+/// Sends a connection to the shard `home`, which counts it from then on.
+fn hand_over(moved: Moved, home: usize, live: Live<'_>, shared: &Shared) {
+    if shared.adopt[home].send(moved).is_ok() {
+        live.hand_over();
+    }
 }
 
 fn peer_ip(stream: &TcpStream) -> std::net::IpAddr {
@@ -129,8 +139,9 @@ fn peer_ip(stream: &TcpStream) -> std::net::IpAddr {
 }
 
 /// Serves one connection accepted on the TLS listener: the handshake
-/// within the CONNECT timeout, then as a plain one, on this shard (a TLS
-/// session cannot move to another shard's runtime).
+/// within the CONNECT timeout, then as a plain one, moved with its TLS
+/// session to the shard its client id belongs to, as a plain one is
+/// ([`super::transport::Relocatable`]).
 pub(crate) async fn serve_tls(
     stream: TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
@@ -142,8 +153,9 @@ pub(crate) async fn serve_tls(
     let _ = stream.set_nodelay(true);
     let ip = peer_ip(&stream);
     let mut stop = shared.stop.clone();
+    let io = super::transport::Relocatable::Attached(stream);
     let tls = tokio::select! {
-        r = tokio::time::timeout(shared.config.connect_timeout, acceptor.accept(stream)) => r,
+        r = tokio::time::timeout(shared.config.connect_timeout, acceptor.accept(io)) => r,
         _ = stop.wait_for(|s| *s) => return,
     };
     let stats = &shared.guard.stats;
@@ -186,6 +198,26 @@ pub(crate) async fn serve_tls(
     let Some((connect, slot)) = admit(&mut stream, ip, &mut inbuf, &shared, cert_user).await else {
         return;
     };
+    let home = home_shard(&shard, &connect);
+    if home != shard.index() {
+        // The TLS session, with what it has buffered either way, moves
+        // with its socket.
+        match stream.get_mut().0.detach() {
+            Ok(()) => hand_over(
+                Moved {
+                    stream: MovedStream::Tls(Box::new(stream)),
+                    inbuf,
+                    connect,
+                    slot,
+                },
+                home,
+                live,
+                &shared,
+            ),
+            Err(e) => tracing::debug!("cannot move a TLS connection to its shard: {e}"),
+        }
+        return;
+    }
     serve_connected(stream, inbuf, connect, slot, shard, shared.clone()).await;
     drop(live);
 }
@@ -266,23 +298,35 @@ async fn refuse<S: Transport>(stream: &mut S, version: Version, code: ConnAckCod
 /// A connection on its way to the shard that owns its client id's
 /// partition, with what was read with its CONNECT.
 pub(crate) struct Moved {
-    stream: std::net::TcpStream,
+    stream: MovedStream,
     inbuf: BytesMut,
     connect: codec::Connect,
     slot: super::guard::AddressSlot,
 }
 
-/// Takes over a connection another shard accepted ([`serve`]).
+/// The socket of a [`Moved`] connection, off any runtime.
+enum MovedStream {
+    Tcp(std::net::TcpStream),
+    /// The TLS session with its detached socket.
+    Tls(Box<super::transport::TlsConn>),
+}
+
+/// Takes over a connection another shard accepted ([`serve`],
+/// [`serve_tls`]).
 pub(crate) async fn adopt(m: Moved, shard: Rc<Shard>, shared: Arc<Shared>) {
     let live = Live::adopted(&shared);
-    let stream = match TcpStream::from_std(m.stream) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!("cannot adopt a connection: {e}");
-            return;
-        }
-    };
-    serve_connected(stream, m.inbuf, m.connect, m.slot, shard, shared.clone()).await;
+    match m.stream {
+        MovedStream::Tcp(std) => match TcpStream::from_std(std) {
+            Ok(s) => serve_connected(s, m.inbuf, m.connect, m.slot, shard, shared.clone()).await,
+            Err(e) => tracing::debug!("cannot adopt a connection: {e}"),
+        },
+        MovedStream::Tls(mut tls) => match tls.get_mut().0.attach() {
+            Ok(()) => {
+                serve_connected(*tls, m.inbuf, m.connect, m.slot, shard, shared.clone()).await
+            }
+            Err(e) => tracing::debug!("cannot adopt a TLS connection: {e}"),
+        },
+    }
     drop(live);
 }
 

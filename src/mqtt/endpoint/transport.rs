@@ -36,7 +36,99 @@ impl Transport for TcpStream {
     const BUFFERED: bool = false;
 }
 
-impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+/// The TCP stream under a TLS session. It can leave the runtime of the
+/// shard that accepted it ([`Relocatable::detach`]) and join another's
+/// ([`Relocatable::attach`]) while the TLS session above it, with whatever
+/// it has buffered, moves along unchanged: TLS connections get the same
+/// connection affinity as plain ones.
+#[derive(Debug)]
+pub(crate) enum Relocatable {
+    /// Registered with the current runtime's reactor.
+    Attached(TcpStream),
+    /// Between runtimes (no I/O possible).
+    Detached(Option<std::net::TcpStream>),
+}
+
+impl Relocatable {
+    /// Leaves this runtime's reactor (on the shard that accepted it).
+    pub(crate) fn detach(&mut self) -> io::Result<()> {
+        if let Relocatable::Attached(_) = self {
+            let Relocatable::Attached(s) = std::mem::replace(self, Relocatable::Detached(None))
+            else {
+                unreachable!("matched just above")
+            };
+            *self = Relocatable::Detached(Some(s.into_std()?));
+        }
+        Ok(())
+    }
+
+    /// Joins the current runtime's reactor (on the shard that adopts it).
+    pub(crate) fn attach(&mut self) -> io::Result<()> {
+        if let Relocatable::Detached(s) = self {
+            let std = s
+                .take()
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
+            *self = Relocatable::Attached(TcpStream::from_std(std)?);
+        }
+        Ok(())
+    }
+
+    fn attached(self: std::pin::Pin<&mut Self>) -> io::Result<std::pin::Pin<&mut TcpStream>> {
+        match self.get_mut() {
+            Relocatable::Attached(s) => Ok(std::pin::Pin::new(s)),
+            Relocatable::Detached(_) => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+impl AsyncRead for Relocatable {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.attached() {
+            Ok(s) => s.poll_read(cx, buf),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl AsyncWrite for Relocatable {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match self.attached() {
+            Ok(s) => s.poll_write(cx, buf),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.attached() {
+            Ok(s) => s.poll_flush(cx),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.attached() {
+            Ok(s) => s.poll_shutdown(cx),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// A TLS connection as the endpoint serves it.
+pub(crate) type TlsConn = tokio_rustls::server::TlsStream<Relocatable>;
+
+impl Transport for TlsConn {
     fn try_read_now(&mut self, _: &mut BytesMut) -> io::Result<usize> {
         Err(io::ErrorKind::WouldBlock.into())
     }
@@ -98,10 +190,7 @@ pub enum CertIdentity {
 
 /// The name `which` of the certificate a TLS client presented, if it has
 /// one.
-pub(crate) fn peer_identity(
-    stream: &tokio_rustls::server::TlsStream<TcpStream>,
-    which: CertIdentity,
-) -> Option<String> {
+pub(crate) fn peer_identity(stream: &TlsConn, which: CertIdentity) -> Option<String> {
     use x509_parser::extensions::GeneralName;
     let der = stream.get_ref().1.peer_certificates()?.first()?;
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
