@@ -69,11 +69,17 @@ impl TestBroker {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+/// A loopback port where nothing listens, for "unreachable broker" runs.
+/// Taken below the kernel's ephemeral range (which starts at 32768 by
+/// default): a port-0 bind elsewhere in this run (a broker, a proxy) can
+/// never be handed it, so these sensors cannot reach another test's
+/// listener by chance.
+fn closed_port() -> u16 {
+    let start = 20_000 + (std::process::id() % 10_000) as u16;
+    (start..30_000)
+        .chain(20_000..start)
+        .find(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free loopback port below the ephemeral range")
 }
 
 /// telering's server with its default configuration on a free port.
@@ -215,7 +221,7 @@ async fn count_and_duration_whichever_first_and_stop_signal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_broker_is_a_connect_error_not_a_hang() {
-    let port = free_port();
+    let port = closed_port();
     let cfg = SimConfig {
         broker: format!("127.0.0.1:{port}"),
         sensors: 5,
@@ -289,7 +295,7 @@ fn sensor_sim_binary() {
     assert_eq!(by_reason, seen.by_reason);
 
     let out = Command::new(env!("CARGO_BIN_EXE_sensor-sim"))
-        .args(["--broker", &format!("127.0.0.1:{}", free_port())])
+        .args(["--broker", &format!("127.0.0.1:{}", closed_port())])
         .args(["--sensors", "2", "--mqtt5"])
         .output()
         .expect("runs sensor-sim");
