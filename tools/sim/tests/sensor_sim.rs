@@ -318,7 +318,8 @@ fn sensor_sim_binary() {
 struct Proxy {
     port: u16,
     cut: tokio::sync::watch::Sender<u64>,
-    acceptor: tokio::task::JoinHandle<()>,
+    /// Set by `kill`: connections are closed as soon as they are accepted.
+    gone: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Proxy {
@@ -328,8 +329,14 @@ impl Proxy {
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let (cut, cut_rx) = tokio::sync::watch::channel(0u64);
-        let acceptor = tokio::spawn(async move {
+        let gone = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refusing = gone.clone();
+        tokio::spawn(async move {
             while let Ok((mut down, _)) = listener.accept().await {
+                if refusing.load(std::sync::atomic::Ordering::Relaxed) {
+                    drop(down);
+                    continue;
+                }
                 let upstream = upstream.clone();
                 let mut cut_rx = cut_rx.clone();
                 cut_rx.mark_unchanged();
@@ -344,19 +351,19 @@ impl Proxy {
                 });
             }
         });
-        Proxy {
-            port,
-            cut,
-            acceptor,
-        }
+        Proxy { port, cut, gone }
     }
 
     fn cut(&self) {
         self.cut.send_modify(|g| *g += 1);
     }
 
+    /// The broker is gone: every connection is cut and new ones are closed
+    /// at once. The port stays bound (until the test ends), so a listener of
+    /// a test running beside this one cannot be given it while the
+    /// sensors keep reconnecting to it.
     fn kill(&self) {
-        self.acceptor.abort();
+        self.gone.store(true, std::sync::atomic::Ordering::Relaxed);
         self.cut();
     }
 }
