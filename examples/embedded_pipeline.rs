@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use telering::record::now_us;
 use telering::runtime::{Handler, Runtime, Shutdown};
-use telering::{ConsumerConfig, DeviceId, Engine, OverflowPolicy, Reading, Record, TopicConfig};
+use telering::{
+    ConsumerConfig, DeviceId, Engine, OverflowPolicy, Reading, Record, Run, TopicConfig,
+};
 use telering_sim::Fleet;
 
 /// Per member: records received, per partition.
@@ -22,6 +24,13 @@ struct Tally {
 }
 
 impl Handler<Reading> for Tally {
+    /// A run of one partition, read in place from its ring (the runtime
+    /// polls with `Consumer::poll_with`): one count per run.
+    fn on_batch(&mut self, run: Run<'_, Reading>) {
+        *self.local.entry(run.partition).or_default() += run.records.len() as u64;
+    }
+
+    /// One record (what the default `on_batch` calls for each record).
     fn on_record(&mut self, r: &Record<Reading>) {
         *self.local.entry(r.partition).or_default() += 1;
     }
