@@ -95,20 +95,8 @@ pub(crate) async fn serve(mut stream: TcpStream, shard: Rc<Shard>, shared: Arc<S
     };
     let home = home_shard(&shard, &connect);
     if home != shard.index() {
-        match stream.into_std() {
-            Ok(std) => hand_over(
-                Moved {
-                    stream: MovedStream::Tcp(std),
-                    inbuf,
-                    connect,
-                    slot,
-                },
-                home,
-                live,
-                &shared,
-            ),
-            Err(e) => tracing::debug!("cannot move a connection to its shard: {e}"),
-        }
+        let detached = stream.into_std().map(MovedStream::Tcp);
+        hand_over(detached, inbuf, connect, slot, home, live, &shared);
         return;
     }
     serve_connected(stream, inbuf, connect, slot, shard, shared.clone()).await;
@@ -125,8 +113,30 @@ fn home_shard(shard: &Shard, connect: &codec::Connect) -> usize {
     }
 }
 
-/// Sends a connection to the shard `home`, which counts it from then on.
-fn hand_over(moved: Moved, home: usize, live: Live<'_>, shared: &Shared) {
+/// Sends a connection, its socket detached from this shard's runtime, to
+/// the shard `home`, which counts it from then on.
+fn hand_over(
+    detached: std::io::Result<MovedStream>,
+    inbuf: BytesMut,
+    connect: codec::Connect,
+    slot: super::guard::AddressSlot,
+    home: usize,
+    live: Live<'_>,
+    shared: &Shared,
+) {
+    let stream = match detached {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("cannot move a connection to its shard: {e}");
+            return;
+        }
+    };
+    let moved = Moved {
+        stream,
+        inbuf,
+        connect,
+        slot,
+    };
     if shared.adopt[home].send(moved).is_ok() {
         live.hand_over();
     }
@@ -202,20 +212,12 @@ pub(crate) async fn serve_tls(
     if home != shard.index() {
         // The TLS session, with what it has buffered either way, moves
         // with its socket.
-        match stream.get_mut().0.detach() {
-            Ok(()) => hand_over(
-                Moved {
-                    stream: MovedStream::Tls(Box::new(stream)),
-                    inbuf,
-                    connect,
-                    slot,
-                },
-                home,
-                live,
-                &shared,
-            ),
-            Err(e) => tracing::debug!("cannot move a TLS connection to its shard: {e}"),
-        }
+        let detached = stream
+            .get_mut()
+            .0
+            .detach()
+            .map(|()| MovedStream::Tls(Box::new(stream)));
+        hand_over(detached, inbuf, connect, slot, home, live, &shared);
         return;
     }
     serve_connected(stream, inbuf, connect, slot, shard, shared.clone()).await;
