@@ -11,10 +11,13 @@ const T: Duration = Duration::from_millis(20);
 
 type Seen = Vec<(u32, u64, u64)>;
 
-fn engine(cap: usize, policy: OverflowPolicy, layout: SlotLayout) -> Engine<u64> {
+fn engine(parts: u32, cap: usize, policy: OverflowPolicy, layout: SlotLayout) -> Engine<u64> {
     let e = Engine::new();
-    e.create_topic("t", TopicConfig::new(3, cap).policy(policy).layout(layout))
-        .unwrap();
+    e.create_topic(
+        "t",
+        TopicConfig::new(parts, cap).policy(policy).layout(layout),
+    )
+    .unwrap();
     e
 }
 
@@ -59,13 +62,17 @@ fn poll_with_sees_what_poll_sees_on_every_layout_and_policy() {
         (OverflowPolicy::Block, SlotLayout::Marked),
         (OverflowPolicy::Overwrite, SlotLayout::Packed),
     ];
-    for (policy, layout) in cases {
+    // One partition takes the member's short path, three the round-robin.
+    for (parts, (policy, layout)) in [1u32, 3].into_iter().flat_map(|p| cases.map(|c| (p, c))) {
         for mode in ["cluster", "broadcast"] {
             let cfg = || match mode {
                 "cluster" => ConsumerConfig::cluster("g"),
                 _ => ConsumerConfig::broadcast("g"),
             };
-            let (a, b) = (engine(16, policy, layout), engine(16, policy, layout));
+            let (a, b) = (
+                engine(parts, 16, policy, layout),
+                engine(parts, 16, policy, layout),
+            );
             let mut ca = a.consumer(cfg()).unwrap();
             let mut cb = b.consumer(cfg()).unwrap();
             ca.subscribe(&["t"]).unwrap();
@@ -81,7 +88,7 @@ fn poll_with_sees_what_poll_sees_on_every_layout_and_policy() {
                     round % 13 + 1
                 };
                 for _ in 0..n {
-                    let part = (next % 3) as u32;
+                    let part = (next % parts as u64) as u32;
                     let ra = pa
                         .send_to(part, next)
                         .map(|_| ())
@@ -117,14 +124,14 @@ fn poll_with_sees_what_poll_sees_on_every_layout_and_policy() {
             assert_eq!(
                 (by_partition(&got_a.0), got_a.1),
                 (by_partition(&got_b.0), got_b.1),
-                "{policy:?} {layout:?} {mode}"
+                "{parts} partitions, {policy:?} {layout:?} {mode}"
             );
             assert!(!got_b.0.is_empty());
             if policy == OverflowPolicy::Overwrite {
                 assert!(got_b.1 > 0, "the readers were lapped");
             }
             // Every record is its offset's: value order per partition.
-            for p in 0..3 {
+            for p in 0..parts {
                 let offs: Vec<u64> = got_b.0.iter().filter(|r| r.0 == p).map(|r| r.1).collect();
                 assert!(offs.windows(2).all(|w| w[0] < w[1]), "{offs:?}");
             }

@@ -209,7 +209,17 @@ impl<T: Copy + Send + 'static> Consumer<T> {
         }
         let (len, missed) = match self.runs_at_once(max)? {
             Some(got) => got,
-            None => self.gather_runs(max, timeout)?,
+            // A consumer keeping up finds its next record within a few
+            // spins: it is taken by the same short path, without the clock
+            // or the waiting loop (which looks again, spins included).
+            None if !timeout.is_zero() && self.spin_for_records() => {
+                match self.runs_at_once(max)? {
+                    Some(got) => got,
+                    None => self.gather_runs(max, timeout, true)?,
+                }
+            }
+            // Spun already unless the timeout is zero (then no wait at all).
+            None => self.gather_runs(max, timeout, true)?,
         };
         let runs = Runs {
             owned: &self.owned,
@@ -225,7 +235,7 @@ impl<T: Copy + Send + 'static> Consumer<T> {
     /// for, and records there already. One pass over the partitions;
     /// `None` when it found nothing (and took nothing), so the caller waits
     /// in [`Consumer::gather_runs`].
-    #[inline]
+    #[inline(always)]
     fn runs_at_once(&mut self, max: usize) -> Result<Option<(usize, u64)>, ConsumerError> {
         let settled = match self.config.mode {
             GroupMode::Broadcast => true,
@@ -243,6 +253,26 @@ impl<T: Copy + Send + 'static> Consumer<T> {
         if self.scratch.capacity() < max {
             self.scratch.reserve(max);
         }
+        // One partition lent in place (a pinned member of its own
+        // partition): its run, without the round-robin pass.
+        if let [o] = &mut self.owned[..] {
+            if !o.replaying {
+                if let Some((base, n)) = o.ring.take_run(&mut o.cursor, max) {
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    self.runs.push(RunDesc {
+                        topic: o.tp.topic,
+                        partition: o.tp.partition,
+                        base,
+                        len: n,
+                        source: Source::Ring(0),
+                    });
+                    self.stats.add(n as u64, 0);
+                    return Ok(Some((n, 0)));
+                }
+            }
+        }
         let (total, missed) = self.take_round(max, 0)?;
         if total == 0 && missed == 0 {
             return Ok(None);
@@ -252,15 +282,16 @@ impl<T: Copy + Send + 'static> Consumer<T> {
         Ok(Some((total, missed)))
     }
 
-    /// Finds the runs of one `poll_with`: `(records, missed)`.
+    /// Finds the runs of one `poll_with`: `(records, missed)`. `spun`: the
+    /// caller has spun for records already ([`Consumer::spin_for_records`]).
     fn gather_runs(
         &mut self,
         max: usize,
         timeout: Duration,
+        mut spun: bool,
     ) -> Result<(usize, u64), ConsumerError> {
         let mut deadline: Option<Instant> = None;
         let mut gather_until: Option<Instant> = None;
-        let mut spun = false;
         let fetch_min = self.config.fetch_min.clamp(1, max);
         self.runs.clear();
         self.scratch.clear();
