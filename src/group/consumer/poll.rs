@@ -42,7 +42,7 @@ pub(super) enum Waited {
 
 /// Readiness checks a poll that found nothing makes before it reads the
 /// clock ([`Consumer::spin_for_records`]): well under a microsecond.
-const SPINS_BEFORE_WAIT: u32 = 64;
+pub(super) const SPINS_BEFORE_WAIT: u32 = 64;
 
 /// Longest sleep of a `Park` consumer gathering records up to `fetch_min`.
 const GATHER_SLICE: Duration = Duration::from_millis(1);
