@@ -292,9 +292,9 @@ impl<T: Copy + Send + 'static> Consumer<T> {
     /// A poll that found nothing: [`Consumer::runs_at_once`] again after
     /// each of a few spins, before the caller reads the clock and waits.
     /// Taking the run directly, rather than a readiness check followed by
-    /// the take, is what a record arriving now waits for least: in a
-    /// ping-pong through two topics, 1.28–1.30× the bare ring's one-way
-    /// latency against 1.41× (medians of 12 runs each, one process).
+    /// the take, is what a record arriving now waits for least: the bench
+    /// tool's engine ping-pong came to 1.44–1.53× its two-atomic floor
+    /// against 1.60–1.61× with the readiness check (interleaved runs).
     #[inline]
     fn spin_at_once(&mut self, max: usize) -> Result<Option<(usize, u64)>, ConsumerError> {
         for _ in 0..super::poll::SPINS_BEFORE_WAIT {
