@@ -47,6 +47,7 @@ fn reading(i: u64) -> Reading {
 }
 
 fn engine_round_trips(
+    partitions: u32,
     policy: OverflowPolicy,
     wait: WaitStrategy,
     layout: SlotLayout,
@@ -55,7 +56,9 @@ fn engine_round_trips(
     let e: Engine<Reading> = Engine::new();
     e.create_topic(
         "temperature",
-        TopicConfig::new(4, 1024).policy(policy).layout(layout),
+        TopicConfig::new(partitions, 1024)
+            .policy(policy)
+            .layout(layout),
     )
     .unwrap();
     let mut p = e.producer("temperature").unwrap();
@@ -78,7 +81,8 @@ fn engine_round_trips(
         for k in 0..64 {
             p.send(reading(i * 64 + k)).unwrap();
         }
-        p.send_batch_to((i % 4) as u32, &batch).unwrap();
+        p.send_batch_to((i % partitions as u64) as u32, &batch)
+            .unwrap();
         let mut got = 0;
         while got < 80 {
             got += if zero_copy {
@@ -130,11 +134,14 @@ fn engine_publish_and_poll_do_not_allocate() {
                 if layout == SlotLayout::Marked && policy == OverflowPolicy::Overwrite {
                     continue; // refused at topic creation
                 }
-                for zero_copy in [false, true] {
-                    let (n, records) = engine_round_trips(policy, wait, layout, zero_copy);
+                // One partition: the members' short path; four: the
+                // round-robin pass.
+                for (partitions, zero_copy) in [(1, true), (4, false), (4, true)] {
+                    let (n, records) =
+                        engine_round_trips(partitions, policy, wait, layout, zero_copy);
                     assert_eq!(
                         n, 0,
-                        "{n} allocations over {records} records ({policy:?}, {wait:?}, {layout:?}, poll_with {zero_copy})"
+                        "{n} allocations over {records} records ({partitions} partitions, {policy:?}, {wait:?}, {layout:?}, poll_with {zero_copy})"
                     );
                 }
             }

@@ -244,24 +244,37 @@ impl<T: Copy + Send + 'static> Consumer<T> {
         if self.scratch.capacity() < max {
             self.scratch.reserve(max);
         }
-        // One partition lent in place (a pinned member of its own
-        // partition): its run, without the round-robin pass.
+        // One partition (a pinned member of its own partition): its run,
+        // without the round-robin pass; lent in place, or copied where the
+        // layout or policy needs it (as in `take_copied`).
         if let [o] = &mut self.owned[..] {
             if !o.replaying {
-                if let Some((base, n)) = o.ring.take_run(&mut o.cursor, max) {
-                    if n == 0 {
-                        return Ok(None);
+                let (base, n, missed, source) = match o.ring.take_run(&mut o.cursor, max) {
+                    Some((base, n)) => (base, n, 0, Source::Ring(0)),
+                    None => {
+                        let got = o
+                            .ring
+                            .read_into(&mut o.cursor, max, &mut self.scratch, |_, v| v);
+                        // The delivered records follow the missed ones and
+                        // end at the cursor.
+                        let base = o.cursor.position() - got.read as u64;
+                        (base, got.read, got.missed, Source::Scratch(0))
                     }
+                };
+                if n == 0 && missed == 0 {
+                    return Ok(None);
+                }
+                if n > 0 {
                     self.runs.push(RunDesc {
                         topic: o.tp.topic,
                         partition: o.tp.partition,
                         base,
                         len: n,
-                        source: Source::Ring(0),
+                        source,
                     });
-                    self.stats.add(n as u64, 0);
-                    return Ok(Some((n, 0)));
                 }
+                self.stats.add(n as u64, missed);
+                return Ok(Some((n, missed)));
             }
         }
         let (total, missed) = self.take_round(max, 0)?;
