@@ -178,6 +178,18 @@ impl<'a, T: Copy + Send + 'static> Iterator for RunIter<'a, T> {
     }
 }
 
+impl<T: Copy + Send + 'static> Owned<T> {
+    /// Copies up to `room` records at the cursor onto `out` (validated
+    /// under `Overwrite`): `(offset of the first, copied, missed)`. The
+    /// records copied follow the missed ones and end at the cursor.
+    #[inline]
+    fn copy_run(&mut self, room: usize, out: &mut Vec<T>) -> (u64, usize, u64) {
+        let got = self.ring.read_into(&mut self.cursor, room, out, |_, v| v);
+        let base = self.cursor.position() - got.read as u64;
+        (base, got.read, got.missed)
+    }
+}
+
 impl<T: Copy + Send + 'static> Consumer<T> {
     /// Polls as [`Consumer::poll`] does, with the same waiting, gathering
     /// ([`crate::ConsumerConfig::fetch`]), auto-commit and counts, but lends
@@ -252,13 +264,8 @@ impl<T: Copy + Send + 'static> Consumer<T> {
                 let (base, n, missed, source) = match o.ring.take_run(&mut o.cursor, max) {
                     Some((base, n)) => (base, n, 0, Source::Ring(0)),
                     None => {
-                        let got = o
-                            .ring
-                            .read_into(&mut o.cursor, max, &mut self.scratch, |_, v| v);
-                        // The delivered records follow the missed ones and
-                        // end at the cursor.
-                        let base = o.cursor.position() - got.read as u64;
-                        (base, got.read, got.missed, Source::Scratch(0))
+                        let (base, n, missed) = o.copy_run(max, &mut self.scratch);
+                        (base, n, missed, Source::Scratch(0))
                     }
                 };
                 if n == 0 && missed == 0 {
@@ -461,22 +468,11 @@ impl<T: Copy + Send + 'static> Consumer<T> {
             return Ok((taken, missed));
         }
         let from = self.scratch.len();
-        let outcome = o
-            .ring
-            .read_into(&mut o.cursor, room, &mut self.scratch, |_, v| v);
-        missed += outcome.missed;
-        if outcome.read > 0 {
-            // The delivered records of one read follow its missed ones and
-            // end at the cursor.
-            let base = o.cursor.position() - outcome.read as u64;
-            self.push_run(
-                tp.topic,
-                tp.partition,
-                base,
-                outcome.read,
-                Source::Scratch(from),
-            );
-            taken += outcome.read;
+        let (base, n, lost) = o.copy_run(room, &mut self.scratch);
+        missed += lost;
+        if n > 0 {
+            self.push_run(tp.topic, tp.partition, base, n, Source::Scratch(from));
+            taken += n;
         }
         Ok((taken, missed))
     }
