@@ -40,8 +40,9 @@ pub(super) enum Waited {
     TimedOut,
 }
 
-/// Readiness checks a poll that found nothing makes before it reads the
-/// clock ([`Consumer::spin_for_records`]): well under a microsecond.
+/// Spins a poll that found nothing makes before it reads the clock, each
+/// followed by a look for records (`poll_with`'s short path, else
+/// [`Consumer::spin_for_records`]): well under a microsecond.
 pub(super) const SPINS_BEFORE_WAIT: u32 = 64;
 
 /// Longest sleep of a `Park` consumer gathering records up to `fetch_min`.
