@@ -122,6 +122,18 @@ impl<T: Copy + Send + 'static> Journaller<T> {
                 }
                 continue;
             }
+            if wrote {
+                // Natural batching that adapts to load: where other threads
+                // want this core (the endpoint's shards, consumers), they
+                // run now and the next pass finds more records; on an idle
+                // core this returns at once. What was written is durable
+                // (and its hooks ran) already. Measured in mqtt-bench on 2
+                // cores, QoS 1: 4857 journal batches per 100 000 messages
+                // instead of 6534, journaller CPU 0.26 µs per message
+                // instead of 0.39; at QoS 0 the journaled run went from
+                // 0.88–0.90× to 0.91–0.96× the unjournaled one.
+                std::thread::yield_now();
+            }
             if !wrote {
                 let mut deadline = run.next_retention;
                 if let Some(r) = run.parts.iter().filter_map(|p| p.retry_at).min() {
