@@ -96,10 +96,13 @@ impl<T: Copy + Send + 'static> Journaller<T> {
             last_error_log: None,
         };
         let mut closing_since: Option<Instant> = None;
+        let mut busy_before = false;
         loop {
             let closed = (self.closed)();
             self.take_inbox(&mut run);
-            let (wrote, durable) = self.pass(&mut run);
+            // What was written is durable (`Interval`, `Never`) and its
+            // hooks have run before any wait below.
+            let (wrote, durable, full) = self.pass(&mut run);
             if durable {
                 for h in &run.hooks {
                     h();
@@ -123,17 +126,19 @@ impl<T: Copy + Send + 'static> Journaller<T> {
                 continue;
             }
             if wrote {
-                // Natural batching that adapts to load: where other threads
-                // want this core (the endpoint's shards, consumers), they
-                // run now and the next pass finds more records; on an idle
-                // core this returns at once. What was written is durable
-                // (and its hooks ran) already. Measured in mqtt-bench on 2
-                // cores, QoS 1: 4857 journal batches per 100 000 messages
-                // instead of 6534, journaller CPU 0.26 µs per message
-                // instead of 0.39; at QoS 0 the journaled run went from
-                // 0.88–0.90× to 0.91–0.96× the unjournaled one.
-                std::thread::yield_now();
+                if busy_before && !full && !self.config.linger.is_zero() {
+                    // Records keep coming, a few at a time: let the next
+                    // batch gather (`JournalConfig::linger`).
+                    std::thread::sleep(self.config.linger);
+                } else {
+                    // Natural batching that adapts to load: where other
+                    // threads want this core (the endpoint's shards,
+                    // consumers), they run now and the next pass finds
+                    // more records; on an idle core this returns at once.
+                    std::thread::yield_now();
+                }
             }
+            busy_before = wrote;
             if !wrote {
                 let mut deadline = run.next_retention;
                 if let Some(r) = run.parts.iter().filter_map(|p| p.retry_at).min() {
@@ -173,11 +178,12 @@ impl<T: Copy + Send + 'static> Journaller<T> {
     }
 
     /// One pass over every partition. Returns (something was written,
-    /// `durable` moved somewhere).
-    fn pass(&self, run: &mut Run<T>) -> (bool, bool) {
+    /// `durable` moved somewhere, some partition filled a whole batch).
+    fn pass(&self, run: &mut Run<T>) -> (bool, bool, bool) {
         let now = Instant::now();
         let ts = now_us();
         let mut wrote = false;
+        let mut full = false;
         let size = self.codec.size;
         let encode = self.codec.encode;
         for p in run.parts.iter_mut() {
@@ -202,6 +208,7 @@ impl<T: Copy + Send + 'static> Journaller<T> {
             if n == 0 {
                 continue;
             }
+            full |= n == self.config.batch_records;
             seal_batch(buf, 0, n as u32);
             let over_cap = self.config.max_bytes.is_some_and(|m| {
                 self.counters.bytes.load(Ordering::Relaxed) + buf.len() as u64 > m
@@ -244,7 +251,7 @@ impl<T: Copy + Send + 'static> Journaller<T> {
             FsyncPolicy::Always => false,
             FsyncPolicy::Interval(_) | FsyncPolicy::Never => publish_all(run),
         };
-        (wrote, durable)
+        (wrote, durable, full)
     }
 
     fn failed(&self, last_log: &mut Option<Instant>, what: &str) {

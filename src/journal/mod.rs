@@ -101,6 +101,12 @@ impl Default for FsyncPolicy {
     }
 }
 
+/// [`JournalConfig::linger`] by default. Measured in mqtt-bench on 2 cores
+/// (QoS 1, 20 connections, about 230 000 msg/s): 1400–1600 journal batches
+/// per 100 000 messages instead of 4857 with no wait, and the journaled
+/// run at 0.90–0.94× the unjournaled one instead of 0.76–0.84×.
+pub const DEFAULT_LINGER: Duration = Duration::from_micros(50);
+
 /// Where and how an engine journals its journaled topics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalConfig {
@@ -122,6 +128,13 @@ pub struct JournalConfig {
     pub max_bytes: Option<u64>,
     /// Most records in one batch (one `write`).
     pub batch_records: usize,
+    /// While records keep coming, how long the journaller waits after a
+    /// pass before the next, so that the next batch (one `write`, one
+    /// advance of `durable`, one round of acknowledgements) is larger:
+    /// taken only after a pass that followed another pass that wrote, and
+    /// only when no partition filled a whole batch (then more is waiting
+    /// anyway). A record written alone is never delayed. Zero: no wait.
+    pub linger: Duration,
     /// How often committed offsets are saved while they change.
     pub offsets_interval: Duration,
     /// How long closing waits for records that cannot be written (a full
@@ -140,6 +153,7 @@ impl JournalConfig {
             retention: None,
             max_bytes: None,
             batch_records: 4096,
+            linger: DEFAULT_LINGER,
             offsets_interval: Duration::from_millis(100),
             close_timeout: Duration::from_secs(10),
         }

@@ -274,6 +274,11 @@ pub struct JournalSection {
     /// as on a full disk.
     #[serde(default)]
     pub max_bytes: u64,
+    /// While messages keep coming, how long the journaller waits between
+    /// batches so that each is larger, µs (0: no wait;
+    /// [`crate::journal::JournalConfig::linger`]).
+    #[serde(default = "linger_us")]
+    pub linger_us: u64,
 }
 
 /// No directory; the other fields as `[journal]` leaves them.
@@ -287,6 +292,7 @@ impl Default for JournalSection {
             retention_bytes: 0,
             retention_hours: 0,
             max_bytes: 0,
+            linger_us: linger_us(),
         }
     }
 }
@@ -299,6 +305,9 @@ fn ten() -> u64 {
 }
 fn segment_bytes() -> u64 {
     64 << 20
+}
+fn linger_us() -> u64 {
+    crate::journal::DEFAULT_LINGER.as_micros() as u64
 }
 
 impl JournalSection {
@@ -337,6 +346,13 @@ impl JournalSection {
         c.retention = (self.retention_hours > 0)
             .then(|| std::time::Duration::from_secs(self.retention_hours * 3600));
         c.max_bytes = (self.max_bytes > 0).then_some(self.max_bytes);
+        if self.linger_us > 10_000 {
+            return Err(ConfigError::Invalid(format!(
+                "journal.linger_us must be at most 10000 (got {}): every acknowledgement under load can wait that long",
+                self.linger_us
+            )));
+        }
+        c.linger = std::time::Duration::from_micros(self.linger_us);
         Ok(Some(c))
     }
 }
@@ -612,6 +628,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("listen_v5"), "{e}");
+    }
+
+    #[test]
+    fn journal_linger_is_read_and_bounded() {
+        use std::time::Duration;
+        let with_dir =
+            DEFAULT_CONFIG.replace("# dir = \"/var/lib/telering\"", "dir = \"/srv/telering\"");
+        assert_ne!(with_dir, DEFAULT_CONFIG);
+        let linger = |text: &str| {
+            let c = ServerConfig::from_toml(text)?;
+            Ok::<_, ConfigError>(c.journal.journal_config()?.expect("a dir is set").linger)
+        };
+        assert_eq!(linger(&with_dir).unwrap(), Duration::from_micros(50));
+        let off = with_dir.replace("linger_us = 50", "linger_us = 0");
+        assert_eq!(linger(&off).unwrap(), Duration::ZERO);
+        // Configs written before the setting existed get the default.
+        let old = with_dir.replace("linger_us = 50\n", "");
+        assert_ne!(old, with_dir);
+        assert_eq!(linger(&old).unwrap(), crate::journal::DEFAULT_LINGER);
+        let e = linger(&with_dir.replace("linger_us = 50", "linger_us = 20000")).unwrap_err();
+        assert!(e.to_string().contains("journal.linger_us"), "{e}");
     }
 
     #[test]
