@@ -32,7 +32,11 @@
 //! on two threads that batch naturally: the busier the ring, the larger
 //! each `write` and the more records each sync covers. Its cost is one more
 //! gate per ring, and a PUBACK that waits for the journaller's pass (and,
-//! under `Always`, the sync).
+//! under `Always`, the sync). Between passes the journaller yields its
+//! core, and while records keep coming a few at a time it waits
+//! [`JournalConfig::linger`] so that the next batch is larger; a record
+//! that arrives alone, and a pass that fills a whole batch, are not
+//! delayed.
 //!
 //! # Data directory
 //!
