@@ -108,7 +108,7 @@ impl Default for FsyncPolicy {
 /// [`JournalConfig::linger`] by default. Measured in mqtt-bench on 2 cores
 /// (QoS 1, 20 connections, about 230 000 msg/s): 1400–1600 journal batches
 /// per 100 000 messages instead of 4857 with no wait, and the journaled
-/// run at 0.90–0.94× the unjournaled one instead of 0.76–0.84×.
+/// run at 0.86–0.93× the unjournaled one instead of 0.76–0.84×.
 pub const DEFAULT_LINGER: Duration = Duration::from_micros(50);
 
 /// Where and how an engine journals its journaled topics.
